@@ -1,11 +1,19 @@
 """Data types: scalar, vector and pointer dtypes, their limits, and PyTorch-compatible promotion."""
 from __future__ import annotations
 import math, struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields as dc_fields
 from typing import Final
 
-@dataclass(frozen=True, eq=True)
-class DType:
+class _Interned(type):
+  # every distinct dtype exists once, so comparing and hashing dtypes is by identity (fast: UOps hash their dtype)
+  cache: dict = {}
+  def __call__(cls, *args):
+    key = (cls, args)
+    if (ret := _Interned.cache.get(key)) is None: ret = _Interned.cache[key] = super().__call__(*args)
+    return ret
+
+@dataclass(frozen=True, eq=False)
+class DType(metaclass=_Interned):
   """A scalar (count == 1) or vector dtype. `priority` orders dtypes inside one kind (int / float)."""
   priority: int
   itemsize: int
@@ -16,6 +24,7 @@ class DType:
 
   def __repr__(self) -> str:
     return f"dtypes.{INVERSE_NAMES.get(self, self.name)}" if self.count == 1 else f"{self._scalar!r}.vec({self.count})"
+  def __reduce__(self): return type(self), tuple(getattr(self, f.name) for f in dc_fields(self))
   def __lt__(self, o: DType) -> bool: return (self.priority, self.itemsize, self.name, self.count) < (o.priority, o.itemsize, o.name, o.count)
   @property
   def base(self) -> DType: return self
@@ -34,7 +43,7 @@ class DType:
   @property
   def nbytes_per_elem(self) -> int: return self.itemsize
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=False)
 class PtrDType(DType):
   _base: DType | None = None
   addrspace: str = "global"
@@ -53,7 +62,7 @@ class PtrDType(DType):
   @property
   def vcount(self) -> int: return self.v
 
-def _new(priority: int, itemsize: int, name: str, fmt: str | None) -> DType: return DType(priority, itemsize, name, fmt)
+def _new(priority: int, itemsize: int, name: str, fmt: str | None) -> DType: return DType(priority, itemsize, name, fmt, 1, None)
 
 class dtypes:
   """Namespace of all dtypes, plus predicates and limits."""
