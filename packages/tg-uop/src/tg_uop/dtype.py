@@ -52,7 +52,8 @@ class PtrDType(DType):
   @property
   def base(self) -> DType: return self._base  # type: ignore
   def __repr__(self) -> str:
-    return f"{self.base!r}.ptr({self.size}{', ' + repr(self.addrspace) if self.addrspace != 'global' else ''})" + (f".vec({self.v})" if self.v != 1 else "")
+    space = f", {self.addrspace!r}" if self.addrspace != "global" else ""
+    return f"{self.base!r}.ptr({self.size}{space})" + (f".vec({self.v})" if self.v != 1 else "")
   def vec(self, sz: int) -> PtrDType:
     if self.v != 1: raise ValueError(f"can't vectorize {self}: it is already a vector")
     if sz == 1: return self

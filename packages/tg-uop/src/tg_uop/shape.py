@@ -32,7 +32,8 @@ def infer_shape(u: UOp) -> tuple | None:
         raise _err(u, f"can't expand {s} to {a}: only size-1 axes expand, and the number of axes must match")
       return tuple(a)
     if u.op is Ops.PAD:
-      if len(a) != len(s) or any(b < 0 or e < 0 for b, e in a): raise _err(u, f"padding {a} doesn't fit {s}: one non-negative (before, after) per axis")
+      if len(a) != len(s) or any(b < 0 or e < 0 for b, e in a):
+        raise _err(u, f"padding {a} doesn't fit {s}: one non-negative (before, after) per axis")
       return tuple(d + b + e for d, (b, e) in zip(s, a))
     if u.op is Ops.SHRINK:
       if len(a) != len(s) or any(not (0 <= b <= e <= d) for d, (b, e) in zip(s, a)):

@@ -1,7 +1,7 @@
 """`UOp`: the immutable, hash-consed node every graph in tg is made of (tensor graphs, kernels, linearized programs)."""
 from __future__ import annotations
 import functools, math, struct, weakref
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from tg_uop.dtype import DType, PtrDType, dtypes, least_upper_dtype
 from tg_uop.helpers import prod, all_int
 from tg_uop.ops import Ops, GroupOp
