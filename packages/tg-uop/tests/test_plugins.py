@@ -1,5 +1,5 @@
 """The plugin manager: hook registration, isolation of broken plugins, API versions, environment switches, the CLI."""
-import json, os, subprocess, sys, textwrap, types
+import importlib.metadata, json, os, subprocess, sys, textwrap, types
 import pytest
 from tg_uop.plugins import API_VERSION, DeviceSpec, FrontendSpec, InterfaceSpec, RendererSpec, hookimpl
 from tg_uop.plugins.manager import PluginManager, get_plugin_manager, reset_plugin_manager
@@ -22,11 +22,26 @@ def device_plugin(name: str, dev: str, **kw) -> types.ModuleType:
   return plugin_module(name, tg_devices=lambda: [DeviceSpec(dev, loader=lambda: FakeDevice, renderers=("FAKER",))],
                        tg_renderers=lambda: [RendererSpec(f"{dev}R", loader=lambda: FakeRenderer, devices=(dev,))], **kw)
 
+def only_entry_points_from(monkeypatch, paths: list[str]) -> None:
+  """Make entry point discovery see only the distributions under `paths`, so plugins installed alongside the tests (tg-uop's own
+  `null` entry point when tg-uop is pip installed) do not leak into tests that assert exactly which plugins were found."""
+  def entry_points(**params):
+    eps = [ep for d in importlib.metadata.distributions(path=paths) for ep in d.entry_points]
+    return importlib.metadata.EntryPoints(eps).select(**params)
+  monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+@pytest.fixture
+def no_installed_plugins(monkeypatch):
+  """Entry point discovery finds nothing: plugins come only from a test's explicit first_party list."""
+  only_entry_points_from(monkeypatch, [])
+
 @pytest.fixture
 def fake_site(tmp_path, monkeypatch):
-  """A directory on sys.path where tests create distributions with tg.plugins entry points, and their plugin modules."""
+  """A directory on sys.path where tests create distributions with tg.plugins entry points, and their plugin modules; in-process
+  discovery sees only these distributions (subprocesses still see everything installed)."""
   before = set(sys.modules)
   monkeypatch.syspath_prepend(str(tmp_path))
+  only_entry_points_from(monkeypatch, [str(tmp_path)])
   def make_dist(dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]):
     info = tmp_path / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
@@ -238,7 +253,7 @@ def test_in_tree_first_party_plugin_loads_without_entry_point_and_is_not_duplica
   pm.load_from_environment({}, first_party=first_party)
   assert states(pm) == {"intree": ("loaded", "fake-intree", "in-tree"), "gamma": ("loaded", "fake-gamma", "2.0")}
 
-def test_builtin_null_loads_even_with_autoload_off():
+def test_builtin_null_loads_even_with_autoload_off(no_installed_plugins):
   pytest.importorskip("tg_uop.null")
   pm = PluginManager()
   pm.load_from_environment({"TG_PLUGINS_AUTOLOAD": "0"}, first_party=(("null", "tg_uop.null", "tg-uop"),))
