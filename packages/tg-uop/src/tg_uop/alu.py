@@ -21,7 +21,7 @@ def _exp2(x):
 def _sqrt(x): return math.nan if math.isnan(x) or x < 0 else math.sqrt(x)
 def _sin(x): return math.nan if math.isinf(x) or math.isnan(x) else math.sin(x)
 def _recip(x): return _fdiv(1.0, x)
-def _trunc(x): return x if not math.isfinite(x) else float(math.trunc(x)) if isinstance(x, float) else x
+def _trunc(x): return x if not isinstance(x, float) or not math.isfinite(x) else math.copysign(float(math.trunc(x)), x)  # keeps -0.0
 def _max(x, y):
   if isinstance(x, float) and (math.isnan(x) or math.isnan(y)): return math.nan  # nan propagates, as PyTorch
   return max(x, y)

@@ -116,7 +116,7 @@ class dtypes:
     if dtypes.is_int(dtype):
       if isinstance(val, float) and not math.isfinite(val): return 0
       return truncate_int(int(val), dtype.scalar())
-    if dtypes.is_float(dtype): return truncate_float(float(val), dtype.scalar())
+    if dtypes.is_float(dtype): return int_to_float(val, dtype.scalar()) if isinstance(val, int) else truncate_float(float(val), dtype.scalar())
     return bool(val)
   @staticmethod
   def min(dtype: DType):
@@ -180,6 +180,17 @@ def _round_float(v: float, ebits: int, mbits: int, sat: bool = False) -> float:
   return math.copysign(r, v)
 
 FMAX = {(4, 3): 448.0, (5, 2): 57344.0}
+
+def int_to_float(v: int, d: DType) -> float:
+  """The int `v` rounded once (to nearest even) to float dtype `d`, as C converts; `float(v)` alone would round twice."""
+  if abs(v) <= 1 << 53: return truncate_float(float(v), d)
+  p = FLOAT_BITS[d][1] + 1
+  shift = abs(v).bit_length() - p
+  q, r = divmod(abs(v), 1 << shift)
+  half = 1 << (shift - 1)
+  if r > half or (r == half and q & 1): q += 1
+  try: return truncate_float(math.copysign(float(q << shift), v), d)
+  except OverflowError: return math.copysign(math.inf, v)
 
 def truncate_float(v: float, d: DType) -> float:
   """Round a Python float to what `d` can hold (float32 via struct, others by rounding)."""

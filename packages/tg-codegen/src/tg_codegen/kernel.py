@@ -1,0 +1,168 @@
+"""Kernels, opt ops and `KernelInfo`, the one holder of a kernel's optimization choices (DESIGN.md point 3).
+
+A kernel is a SINK of `END(STORE(INDEX(buf, idx), value), *ranges)` with reductions as `REDUCE(x, *ranges, arg=op)`; every RANGE
+has a unique int id. Opt ops split ranges: a split replaces a range `r` by `outer*amt + inner` (or `inner*n + outer` for
+GROUPTOP) and gives the new ranges roles. `apply_opts` maps a list of `Opt`s to a `KernelInfo`, checking that each one fits."""
+from __future__ import annotations
+from dataclasses import dataclass, replace
+from enum import Enum
+from tg_uop.dtype import dtypes
+from tg_uop.ops import Ops
+from tg_uop.uop import UOp
+from tg_uop.helpers import prod
+
+class OptOps(Enum):
+  UPCAST = "UPCAST"; UNROLL = "UNROLL"; LOCAL = "LOCAL"; GROUP = "GROUP"; GROUPTOP = "GROUPTOP"  # noqa: E702
+  PADTO = "PADTO"; NOLOCALS = "NOLOCALS"; SWAP = "SWAP"  # noqa: E702
+  def __repr__(self) -> str: return f"OptOps.{self.name}"
+
+class AxisType(Enum):
+  GLOBAL = "g"; LOCAL = "l"; REDUCE = "r"; UPCAST = "u"; UNROLL = "ur"; GROUP_REDUCE = "gr"  # noqa: E702
+
+@dataclass(frozen=True)
+class Opt:
+  """One optimization: `op` on axis `axis` (an index into the kernel's axes, globals first) with amount `arg`."""
+  op: OptOps
+  axis: int | None = None
+  arg: int | None = None
+  def __repr__(self) -> str: return f"Opt(op={self.op!r}, axis={self.axis}, arg={self.arg})"
+
+class KernelOptError(ValueError):
+  """An opt op that does not fit the kernel (a non-divisor, too many locals, a reduce axis where a global one is needed, ...)."""
+
+@dataclass(frozen=True)
+class Axis:
+  """One range of the kernel after opts: its RANGE UOp, its role, and which original range it came from."""
+  rng: UOp
+  type: AxisType
+  origin: int  # the id of the original range
+  @property
+  def size(self) -> int: return self.rng.src[0].arg if self.rng.src[0].op is Ops.CONST else int(self.rng.src[0].vmax)
+
+@dataclass(frozen=True)
+class KernelInfo:
+  """The optimization choices of one kernel: the opts applied (in order) and the resulting axes with their roles."""
+  name: str = "kernel"
+  opts: tuple[Opt, ...] = ()
+  axes: tuple[Axis, ...] = ()
+  nolocals: bool = False
+  # how each original range id is rebuilt from the new ranges, and the size before padding (PADTO)
+  subst: tuple[tuple[int, UOp], ...] = ()
+  padded: tuple[tuple[int, int], ...] = ()
+  applied: bool = False
+  def __repr__(self) -> str: return f"KernelInfo(name={self.name!r}, opts={list(self.opts)}, axes={[(a.type.value, a.size) for a in self.axes]})"
+
+def kernel_ranges(ast: UOp) -> tuple[list[UOp], list[UOp]]:
+  """(global ranges, reduce ranges) of a kernel, each sorted by id."""
+  red = {r for u in ast.toposort() if u.op is Ops.REDUCE for r in u.src[1:]}
+  rngs = [u for u in ast.toposort() if u.op is Ops.RANGE]
+  ids = [r.arg for r in rngs]
+  if len(set(ids)) != len(ids): raise ValueError(f"every RANGE of a kernel needs a unique id, got ids {sorted(ids)}")
+  key = lambda r: r.arg  # noqa: E731
+  return sorted([r for r in rngs if r not in red], key=key), sorted([r for r in rngs if r in red], key=key)
+
+def initial_info(ast: UOp) -> KernelInfo:
+  """The KernelInfo of an unoptimized kernel: every non-reduce range GLOBAL, every reduce range REDUCE."""
+  g, r = kernel_ranges(ast)
+  for x in g + r:
+    if x.src[0].op is not Ops.CONST and x.src[0].op is not Ops.DEFINE_VAR and not x.src[0].src == ():
+      pass
+  axes = tuple(Axis(x, AxisType.GLOBAL, x.arg) for x in g) + tuple(Axis(x, AxisType.REDUCE, x.arg) for x in r)
+  name = ("r_" if r else "E_") + "_".join(str(a.size) for a in axes)
+  return KernelInfo(name=name, axes=axes, subst=tuple((a.origin, a.rng) for a in axes))
+
+def _next_id(info: KernelInfo) -> int: return max([a.rng.arg for a in info.axes] + [-1]) + 1
+
+def _split(info: KernelInfo, i: int, amt: int, inner_type: AxisType, top: bool = False) -> KernelInfo:
+  ax = info.axes[i]
+  size = ax.size
+  if amt == 0: amt = size
+  if amt <= 0 or size % amt != 0: raise KernelOptError(f"can't split axis {i} of size {size} by {amt}: {amt} does not divide {size}")
+  nid = _next_id(info)
+  outer = UOp.range(size // amt, nid, ax.rng.dtype)
+  inner = UOp.range(amt, nid + 1, ax.rng.dtype)
+  expr = inner * (size // amt) + outer if top else outer * amt + inner
+  if size // amt == 1: outer, expr = None, inner
+  new_axes = list(info.axes)
+  # the outer part keeps the role and the position; the inner one goes to the end of its kind (upcasts last, as tinygrad)
+  new_axes[i:i + 1] = [Axis(outer, ax.type, ax.origin)] if outer is not None else []
+  new_axes.append(Axis(inner, inner_type, ax.origin))
+  subst = tuple((k, v.substitute({ax.rng: expr})) for k, v in info.subst)
+  return replace(info, axes=tuple(new_axes), subst=subst)
+
+def apply_opt(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
+  """`info` with one more opt applied; raises `KernelOptError` naming the opt when it does not fit."""
+  try: return replace(_apply(info, opt, ren), opts=info.opts + (opt,))
+  except KernelOptError as e: raise KernelOptError(f"{opt!r} doesn't fit kernel {info.name} with axes "
+                                                   f"{[(a.type.value, a.size) for a in info.axes]}: {e}") from None
+
+def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
+  if opt.op is OptOps.NOLOCALS:
+    if any(a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE) for a in info.axes): raise KernelOptError("locals are already in use")
+    return replace(info, nolocals=True)
+  if opt.axis is None or not 0 <= opt.axis < len(info.axes): raise KernelOptError(f"axis {opt.axis} is out of range 0..{len(info.axes)-1}")
+  ax = info.axes[opt.axis]
+  amt = opt.arg if opt.arg is not None else 0
+  if opt.op is OptOps.UPCAST:
+    if ax.type not in (AxisType.GLOBAL, AxisType.LOCAL): raise KernelOptError(f"UPCAST needs a global or local axis, axis {opt.axis} is {ax.type.name}")
+    if (amt or ax.size) > 64: raise KernelOptError(f"an upcast of {amt or ax.size} is too large (at most 64)")
+    out = _split(info, opt.axis, amt, AxisType.UPCAST)
+  elif opt.op is OptOps.UNROLL:
+    if ax.type not in (AxisType.REDUCE, AxisType.GROUP_REDUCE): raise KernelOptError(f"UNROLL needs a reduce axis, axis {opt.axis} is {ax.type.name}")
+    if (amt or ax.size) > 64: raise KernelOptError(f"an unroll of {amt or ax.size} is too large (at most 64)")
+    out = _split(info, opt.axis, amt, AxisType.UNROLL)
+  elif opt.op is OptOps.LOCAL:
+    if not ren.has_local: raise KernelOptError(f"the {type(ren).__name__} renderer has no local (workgroup) dimensions")
+    if info.nolocals: raise KernelOptError("NOLOCALS was applied")
+    if ax.type is not AxisType.GLOBAL: raise KernelOptError(f"LOCAL needs a global axis, axis {opt.axis} is {ax.type.name}")
+    out = _split(info, opt.axis, amt, AxisType.LOCAL)
+  elif opt.op in (OptOps.GROUP, OptOps.GROUPTOP):
+    if not (ren.has_local and ren.has_shared): raise KernelOptError(f"the {type(ren).__name__} renderer has no shared memory for GROUP")
+    if info.nolocals: raise KernelOptError("NOLOCALS was applied")
+    if ax.type is not AxisType.REDUCE: raise KernelOptError(f"{opt.op.name} needs a reduce axis, axis {opt.axis} is {ax.type.name}")
+    if any(a.type is AxisType.GROUP_REDUCE for a in info.axes): raise KernelOptError("only one GROUP per kernel")
+    out = _split(info, opt.axis, amt, AxisType.GROUP_REDUCE, top=opt.op is OptOps.GROUPTOP)
+  elif opt.op is OptOps.PADTO:
+    if ax.type not in (AxisType.GLOBAL, AxisType.REDUCE): raise KernelOptError(f"PADTO needs a global or reduce axis, got {ax.type.name}")
+    if amt <= 1: raise KernelOptError(f"PADTO needs an amount > 1, got {amt}")
+    if any(o == ax.rng.arg for o, _ in info.padded): raise KernelOptError("axis is already padded")
+    size = ax.size
+    padded = -(-size // amt) * amt
+    if padded == size: raise KernelOptError(f"axis of size {size} is already a multiple of {amt}")
+    if padded > size * 2: raise KernelOptError(f"padding {size} to {padded} more than doubles the work")
+    new = UOp.range(padded, ax.rng.arg, ax.rng.dtype)
+    axes = list(info.axes)
+    axes[opt.axis] = Axis(new, ax.type, ax.origin)
+    subst = tuple((k, v.substitute({ax.rng: new})) for k, v in info.subst)
+    return replace(info, axes=tuple(axes), subst=subst, padded=info.padded + ((ax.rng.arg, size),))
+  elif opt.op is OptOps.SWAP:
+    if amt is None or not 0 <= amt < len(info.axes) or amt == opt.axis: raise KernelOptError(f"SWAP needs another valid axis, got {amt}")
+    other = info.axes[amt]
+    if ax.type is not AxisType.GLOBAL or other.type is not AxisType.GLOBAL: raise KernelOptError("SWAP exchanges two global axes")
+    axes = list(info.axes)
+    axes[opt.axis], axes[amt] = other, ax
+    return replace(info, axes=tuple(axes))
+  else: raise KernelOptError(f"unknown opt op {opt.op}")
+  _check_limits(out, ren)
+  return out
+
+def _check_limits(info: KernelInfo, ren) -> None:
+  locs = [a.size for a in info.axes if a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE)]
+  lmax = prod(ren.local_max) if getattr(ren, "local_max", None) else 0
+  if locs and prod(locs) > min(lmax or 1024, 1024): raise KernelOptError(f"{prod(locs)} threads per block exceed the limit of {min(lmax or 1024, 1024)}")
+  ups = [a.size for a in info.axes if a.type in (AxisType.UPCAST, AxisType.UNROLL)]
+  if prod(ups) > 256: raise KernelOptError(f"upcasts and unrolls of {prod(ups)} lanes exceed 256")
+
+def apply_opts(ast: UOp, opts: list[Opt] | tuple[Opt, ...], ren) -> KernelInfo:
+  """The KernelInfo of `ast` after `opts`, in order."""
+  info = initial_info(ast)
+  for o in opts: info = apply_opt(info, o, ren)
+  return replace(info, applied=True)
+
+def reduce_identity(op: Ops, dt) -> object:
+  """The value a reduction starts from."""
+  if op is Ops.ADD: return 0
+  if op is Ops.MUL: return 1
+  if op is Ops.MAX: return dtypes.min(dt)
+  raise ValueError(f"REDUCE supports ADD, MUL and MAX, got {op}")
+

@@ -1,0 +1,196 @@
+"""Lowering a kernel with its `KernelInfo` into a graph a renderer can take once linearized.
+
+Steps, each a small function: rebuild the kernel over the split ranges (with PADTO gates); expand UNROLL and UPCAST ranges by
+substitution; map ranges to the device's grid (SPECIAL gidx/lidx) or keep them as loops; turn REDUCEs into accumulators (and
+local-memory reductions for GROUP); simplify. Ordering between accesses to accumulators and local memory is explicit: a LOAD or
+STORE carries the STORE/END/BARRIER it must follow as a void source, and RANGE sources that mark the loops it belongs to (the
+linearizer uses them for placement and removes them)."""
+from __future__ import annotations
+import itertools
+from dataclasses import dataclass
+from tg_uop.dtype import dtypes
+from tg_uop.ops import Ops
+from tg_uop.uop import UOp
+from tg_uop.helpers import prod
+from tg_codegen.kernel import KernelInfo, AxisType, reduce_identity
+
+@dataclass(frozen=True)
+class Lowered:
+  """A lowered kernel: its sink, launch dims, and the loop order the linearizer nests ranges in."""
+  sink: UOp
+  global_size: tuple[int, int, int]
+  local_size: tuple[int, int, int]
+  range_order: tuple[UOp, ...]
+
+def scope_of(topo) -> dict[UOp, frozenset]:
+  """For each UOp, the loops (RANGEs) it lies inside: the ranges it depends on that no END between them has closed."""
+  scope: dict[UOp, frozenset] = {}
+  for u in topo:
+    s = frozenset().union(*(scope[x] for x in u.src)) if u.src else frozenset()
+    if u.op is Ops.RANGE: s = s | {u}
+    elif u.op is Ops.END: s = s - {x for x in u.src if x.op is Ops.RANGE}
+    scope[u] = s
+  return scope
+
+def _fold(op: Ops, vals: list[UOp]) -> UOp:
+  out = vals[0]
+  for v in vals[1:]: out = out.alu(op, v)
+  return out
+
+def rebuild(ast: UOp, info: KernelInfo) -> UOp:
+  """The kernel over the ranges of `info`: originals substituted, REDUCE/END over the new ranges, PADTO gates applied."""
+  subst = dict(info.subst)
+  new_of = {o: [a.rng for a in info.axes if a.origin == o] for o, _ in info.subst}
+  pads = {a.rng: size for a in info.axes for rid, size in info.padded if a.rng.arg == rid}
+  valid = lambda u: [r < size for r, size in pads.items() if r in u.toposort()]  # noqa: E731
+  new: dict[UOp, UOp] = {}
+  for u in ast.toposort():
+    if u.op is Ops.RANGE:
+      new[u] = subst[u.arg]
+      continue
+    src = [new[s] for s in u.src]
+    if u.op is Ops.REDUCE:
+      rr = [r for o in u.src[1:] for r in new_of[o.arg]]
+      x = src[0]
+      if conds := [c for c in valid(x) if any(r in c.toposort() for r in rr)]:
+        x = _fold(Ops.AND, conds).where(x, x.const_like(reduce_identity(u.arg, x.dtype)))
+      new[u] = UOp(Ops.REDUCE, u.dtype, (x, *rr), u.arg)
+    elif u.op is Ops.END:
+      vals = [s for s, o in zip(src, u.src) if o.op is not Ops.RANGE]
+      rr = [r for o in u.src if o.op is Ops.RANGE for r in new_of[o.arg]]
+      new[u] = UOp(Ops.END, dtypes.void, (*vals, *rr))
+    elif u.op is Ops.INDEX and u.src[0].op is Ops.DEFINE_GLOBAL and pads and (conds := valid(src[1])):
+      gate = _fold(Ops.AND, conds + ([src[2]] if len(src) > 2 else []))
+      new[u] = UOp(Ops.INDEX, u.dtype, (src[0], src[1], gate))
+    elif u.op is Ops.LOAD and len(src[0].src) == 3 and len(u.src[0].src) == 2:
+      new[u] = UOp(Ops.LOAD, u.dtype, (src[0], UOp.const(u.dtype, 0), *src[1:]))  # newly gated: padded reads give 0
+    else: new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
+  return new[ast]
+
+def _combos(rngs: list[UOp]):
+  for vals in itertools.product(*(range(r.src[0].arg) for r in rngs)): yield {r: r.const_like(v) for r, v in zip(rngs, vals)}
+
+def expand(sink: UOp, info: KernelInfo) -> UOp:
+  """Unroll UNROLL ranges inside REDUCEs and UPCAST ranges at their ENDs, by substituting each value of the range."""
+  unroll = {a.rng for a in info.axes if a.type is AxisType.UNROLL}
+  upcast = {a.rng for a in info.axes if a.type is AxisType.UPCAST}
+  new: dict[UOp, UOp] = {}
+  for u in sink.toposort():
+    src = [new[s] for s in u.src]
+    if u.op is Ops.REDUCE and (ur := [r for r in src[1:] if r in unroll]):
+      rest = [r for r in src[1:] if r not in unroll]
+      x = _fold(u.arg, [src[0].substitute(c) for c in _combos(ur)])
+      new[u] = UOp(Ops.REDUCE, u.dtype, (x, *rest), u.arg) if rest else x
+    elif u.op is Ops.END and (up := [r for r in src if r in upcast]):
+      vals = [s for s in src if s.op is not Ops.RANGE]
+      rest = [r for r in src if r.op is Ops.RANGE and r not in upcast]
+      xs = [v.substitute(c) for c in _combos(up) for v in vals]
+      new[u] = UOp(Ops.END, dtypes.void, (*xs, *rest)) if rest else UOp(Ops.SINK, dtypes.void, tuple(xs))
+    else: new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
+  out = new[sink]
+  # flatten groups of stores that lost all their loops into the kernel's SINK
+  return UOp(Ops.SINK, dtypes.void, tuple(x for s in out.src for x in (s.src if s.op is Ops.SINK else (s,))), out.arg)
+
+def map_grid(sink: UOp, info: KernelInfo, ren) -> tuple[UOp, tuple, tuple]:
+  """Turn parallel ranges into SPECIALs: on GPUs globals become gidx and locals lidx; on the CPU the first global becomes gidx0
+  (split across cores) and the rest stay loops."""
+  glb = [a for a in info.axes if a.type is AxisType.GLOBAL]
+  loc = [a for a in info.axes if a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE)]
+  sub: dict[UOp, UOp] = {}
+  gs, ls = [1, 1, 1], [1, 1, 1]
+  if not ren.has_local:
+    if glb:
+      sub[glb[0].rng] = UOp.special(glb[0].size, "gidx0", glb[0].rng.dtype)
+      gs[0] = glb[0].size
+  else:
+    for axes, prefix, dims in ((glb, "gidx", gs), (loc, "lidx", ls)):
+      axes = list(reversed(axes))  # the innermost (last) axis maps to x, for coalesced accesses
+      if len(axes) > 3:  # fold the outer ones into the third dimension
+        keep, merged = axes[:2], axes[2:]
+        total = prod(a.size for a in merged)
+        sp = UOp.special(total, f"{prefix}2", merged[0].rng.dtype)
+        div = total
+        for a in reversed(merged):
+          div //= a.size
+          sub[a.rng] = (sp // div) % a.size if div > 1 else sp % a.size
+        dims[2] = total
+        axes = keep
+      for d, a in enumerate(axes):
+        sub[a.rng] = UOp.special(a.size, f"{prefix}{d}", a.rng.dtype)
+        dims[d] = a.size
+    gmax = getattr(ren, "global_max", None)
+    if gmax and any(g > m for g, m in zip(gs, gmax)):
+      raise ValueError(f"global size {tuple(gs)} exceeds the device limit {tuple(gmax)}: apply LOCAL/UPCAST opts to shrink the grid")
+  out = sink.substitute(sub)
+  # ENDs no longer close ranges that became SPECIALs
+  fix: dict[UOp, UOp] = {}
+  for u in out.toposort():
+    src = [fix[s] for s in u.src]
+    if u.op is Ops.END and any(s.op is Ops.SPECIAL for s in src):
+      vals = [s for s in src if s.op not in (Ops.RANGE, Ops.SPECIAL)]
+      rr = [s for s in src if s.op is Ops.RANGE]
+      fix[u] = UOp(Ops.END, dtypes.void, (*vals, *rr)) if rr else (vals[0] if len(vals) == 1 else UOp(Ops.SINK, dtypes.void, tuple(vals)))
+    else: fix[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
+  out = fix[out]
+  out = UOp(Ops.SINK, dtypes.void, tuple(x for s in out.src for x in (s.src if s.op is Ops.SINK else (s,))), out.arg)
+  return out, tuple(gs), tuple(ls)
+
+def lower_reduces(sink: UOp) -> UOp:
+  """REDUCE over loops becomes an accumulator in a register; REDUCE over lidx (GROUP) a reduction through local memory."""
+  regs, locs = itertools.count(), itertools.count()
+  new: dict[UOp, UOp] = {}
+  group_lidx: list[UOp] = []
+  topo = list(sink.toposort())
+  for u in topo:
+    src = [new[s] for s in u.src]
+    if u.op is not Ops.REDUCE:
+      new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
+      continue
+    x, rr = src[0], src[1:]
+    loops = [r for r in rr if r.op is Ops.RANGE]
+    grp = [r for r in rr if r.op is Ops.SPECIAL]
+    ident = x.const_like(reduce_identity(u.arg, x.dtype))
+    val = x
+    if loops:
+      acc = UOp(Ops.DEFINE_REG, x.dtype.ptr(1, "reg"), (), next(regs))
+      idx = acc.index(UOp.const(dtypes.index, 0))
+      outer = sorted(scope_of(x.toposort())[x] - set(loops), key=lambda r: r.arg)
+      init = UOp(Ops.STORE, dtypes.void, (idx, ident, *outer))
+      cur = UOp(Ops.LOAD, x.dtype, (idx, init, *loops))
+      upd = UOp(Ops.STORE, dtypes.void, (idx, cur.alu(u.arg, x)))
+      val = UOp(Ops.LOAD, x.dtype, (idx, UOp(Ops.END, dtypes.void, (upd, *loops))))
+    if grp:
+      size = prod(g.src[0].arg for g in grp)
+      lid = grp[0]
+      for g in grp[1:]: lid = lid * g.src[0].arg + g
+      smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(size, "local"), (), next(locs))
+      bar = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.STORE, dtypes.void, (smem.index(lid), val)),))
+      val = _fold(u.arg, [UOp(Ops.LOAD, x.dtype, (smem.index(UOp.const(dtypes.index, k)), bar)) for k in range(size)])
+      group_lidx.extend(g for g in grp if g not in group_lidx)
+    new[u] = val
+  out = new[sink]
+  if group_lidx:  # after a GROUP reduce every thread holds the result: only the first thread of the group stores it
+    first = _fold(Ops.AND, [g.eq(0) for g in group_lidx])
+    gate: dict[UOp, UOp] = {}
+    for u in out.toposort():
+      src = [gate[s] for s in u.src]
+      if u.op is Ops.STORE and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL:
+        ix = src[0]
+        g = first if len(ix.src) == 2 else ix.src[2] & first
+        gate[u] = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, ix.dtype, (ix.src[0], ix.src[1], g)), *src[1:]))
+      else: gate[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
+    out = gate[out]
+  return out
+
+def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
+  """The kernel `ast` with the choices of `info`, lowered for renderer `ren`."""
+  from tg_uop.rewrite import graph_rewrite
+  from tg_uop.symbolic import symbolic
+  from tg_codegen.lower.decompose import decompositions
+  sink = rebuild(ast, info)
+  sink = expand(sink, info)
+  sink, gs, ls = map_grid(sink, info, ren)
+  sink = lower_reduces(sink)
+  sink = graph_rewrite(sink, symbolic + decompositions(ren))
+  order = tuple(a.rng for a in info.axes if a.type in (AxisType.GLOBAL, AxisType.REDUCE))
+  return Lowered(sink, gs, ls, order)

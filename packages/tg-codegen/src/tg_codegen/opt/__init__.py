@@ -1,0 +1,1 @@
+"""Choosing opt ops: the hand-written heuristic (default) and BEAM search."""

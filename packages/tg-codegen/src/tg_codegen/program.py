@@ -1,0 +1,104 @@
+"""From kernel to program: choose opts, lower, linearize, render; then compile (cached) and run on a device.
+
+`get_program(ast, renderer)` gives a `ProgramSpec` (source, launch dims, parameters, cost estimate); `CompiledRunner` compiles it
+for a device and runs it on `Buffer`s. `DEBUG=2` prints one line per kernel run, `DEBUG=3` the applied opts, `DEBUG=4` the source."""
+from __future__ import annotations
+import time
+from dataclasses import dataclass, field
+from tg_uop.dtype import PtrDType, dtypes
+from tg_uop.helpers import DEBUG, NOOPT, BEAM
+from tg_uop.ops import Ops, GroupOp
+from tg_uop.uop import UOp
+from tg_codegen.kernel import KernelInfo, Opt, apply_opts
+from tg_codegen.lower.lowerer import lower
+from tg_codegen.linearize import linearize
+
+@dataclass
+class ProgramSpec:
+  """A rendered kernel: name, source, linearized UOps, launch dims, parameters and a cost estimate."""
+  name: str
+  src: str
+  uops: list[UOp]
+  global_size: tuple[int, int, int]
+  local_size: tuple[int, int, int]
+  info: KernelInfo
+  globals: list[int] = field(default_factory=list)  # DEFINE_GLOBAL indices, in parameter order
+  vars: list[UOp] = field(default_factory=list)     # DEFINE_VARs, in parameter order
+  flops: int = 0
+  mem_bytes: int = 0
+
+def estimate(uops: list[UOp]) -> tuple[int, int]:
+  """(FLOPs, bytes moved) of a linearized program, counting each op once per loop iteration."""
+  mult, stack, flops, mem = 1, [], 0, 0
+  for u in uops:
+    if u.op is Ops.RANGE:
+      n = u.src[0].arg if u.src[0].op is Ops.CONST else 1
+      stack.append(n); mult *= n  # noqa: E702
+    elif u.op is Ops.END and stack: mult //= stack.pop()
+    elif u.op is Ops.SPECIAL: mult *= u.src[0].arg if u.src[0].op is Ops.CONST else 1
+    elif u.op in GroupOp.ALU and u.dtype.scalar() != dtypes.bool and not dtypes.is_int(u.dtype): flops += mult * u.dtype.count
+    elif u.op in (Ops.LOAD, Ops.STORE):
+      idx = u.src[0]
+      if idx.op is Ops.INDEX and isinstance(idx.src[0].dtype, PtrDType) and idx.src[0].op is Ops.DEFINE_GLOBAL:
+        dt = u.dtype if u.op is Ops.LOAD else u.src[1].dtype
+        mem += mult * dt.itemsize
+  return flops, mem
+
+def choose_opts(ast: UOp, ren) -> list[Opt]:
+  """The opts for `ast`: the ones attached to it, none with NOOPT, BEAM search with BEAM=N, else the heuristic."""
+  if isinstance(ast.arg, KernelInfo) and ast.arg.opts: return list(ast.arg.opts)
+  if NOOPT: return []
+  if BEAM >= 1:
+    from tg_codegen.opt.search import beam_search
+    return beam_search(ast, ren, int(BEAM.value))
+  from tg_codegen.opt.heuristic import hand_coded_optimizations
+  return hand_coded_optimizations(ast, ren)
+
+def get_program(ast: UOp, ren, opts: list[Opt] | None = None) -> ProgramSpec:
+  """Lower, linearize and render the kernel `ast` for renderer `ren` (with `opts`, or the ones `choose_opts` picks)."""
+  if ast.op is not Ops.SINK: raise TypeError(f"a kernel is a SINK of STOREs, got {ast.op.name}")
+  info = apply_opts(ast, choose_opts(ast, ren) if opts is None else opts, ren)
+  low = lower(ast, info, ren)
+  uops = linearize(low.sink, low.range_order)
+  name = info.name
+  src = ren.render(name, uops)
+  gl = sorted((u for u in uops if u.op is Ops.DEFINE_GLOBAL), key=lambda u: u.arg)
+  vs = [u for u in uops if u.op is Ops.DEFINE_VAR]
+  flops, mem = estimate(uops)
+  if DEBUG >= 3: print(f"{name}: opts {list(info.opts)}")
+  if DEBUG >= 4: print(src)
+  return ProgramSpec(name, src, uops, low.global_size, low.local_size, info, [u.arg for u in gl], vs, flops, mem)
+
+class CompiledRunner:
+  """A `ProgramSpec` compiled for one device (through its compiler's disk cache), callable on Buffers."""
+  def __init__(self, device: str, spec: ProgramSpec):
+    from tg_uop.device import Device
+    self.device, self.spec = device, spec
+    self.dev = Device[device]
+    self.lib = self.dev.compiler.compile_cached(spec.src)
+    self.prg = self.dev.runtime(self.dev, spec.name, self.lib)
+  def __call__(self, bufs: list, var_vals: dict[str, int] | None = None, wait: bool = False) -> float | None:
+    """Run on `bufs` (one Buffer per DEFINE_GLOBAL, in index order) with values for the kernel's variables."""
+    var_vals = var_vals or {}
+    if len(bufs) != len(self.spec.globals):
+      raise ValueError(f"kernel {self.spec.name} takes {len(self.spec.globals)} buffers, got {len(bufs)}")
+    missing = [v.arg[0] for v in self.spec.vars if v.arg[0] not in var_vals]
+    if missing: raise ValueError(f"kernel {self.spec.name} needs values for variables {missing}")
+    for b in bufs: b.ensure_allocated() if hasattr(b, "ensure_allocated") else (b.allocate() if not b.is_allocated() else None)
+    vals = tuple(var_vals[v.arg[0]] for v in self.spec.vars)
+    st = time.perf_counter()
+    et = self.prg(*[b._buf for b in bufs], global_size=self.spec.global_size, local_size=self.spec.local_size, vals=vals,
+                  wait=wait or DEBUG >= 2)
+    if DEBUG >= 2:
+      t = et if isinstance(et, float) and et > 0 else time.perf_counter() - st
+      print(f"{self.device:8s} {self.spec.name:30s} global {self.spec.global_size} local {self.spec.local_size} "
+            f"{t*1e6:9.2f} us {self.spec.flops/t*1e-9:8.2f} GFLOPS {self.spec.mem_bytes/t*1e-9:8.2f} GB/s")
+    return et
+
+def run_kernel(ast: UOp, device: str, bufs: list, opts: list[Opt] | None = None, var_vals: dict[str, int] | None = None) -> ProgramSpec:
+  """Compile and run the kernel `ast` on `device` over `bufs`; returns the program it ran."""
+  from tg_uop.device import Device
+  spec = get_program(ast, Device[device].renderer, opts)
+  CompiledRunner(device, spec)(bufs, var_vals, wait=True)
+  return spec
+
