@@ -48,7 +48,7 @@ class KernelInfo:
   nolocals: bool = False
   # how each original range id is rebuilt from the new ranges, and the size before padding (PADTO)
   subst: tuple[tuple[int, UOp], ...] = ()
-  padded: tuple[tuple[int, int], ...] = ()
+  padded: tuple[UOp, ...] = ()  # validity conditions of padded ranges (PADTO), over the current ranges
   applied: bool = False
   def __repr__(self) -> str: return f"KernelInfo(name={self.name!r}, opts={list(self.opts)}, axes={[(a.type.value, a.size) for a in self.axes]})"
 
@@ -88,7 +88,7 @@ def _split(info: KernelInfo, i: int, amt: int, inner_type: AxisType, top: bool =
   new_axes[i:i + 1] = [Axis(outer, ax.type, ax.origin)] if outer is not None else []
   new_axes.append(Axis(inner, inner_type, ax.origin))
   subst = tuple((k, v.substitute({ax.rng: expr})) for k, v in info.subst)
-  return replace(info, axes=tuple(new_axes), subst=subst)
+  return replace(info, axes=tuple(new_axes), subst=subst, padded=tuple(c.substitute({ax.rng: expr}) for c in info.padded))
 
 def apply_opt(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
   """`info` with one more opt applied; raises `KernelOptError` naming the opt when it does not fit."""
@@ -125,7 +125,7 @@ def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
   elif opt.op is OptOps.PADTO:
     if ax.type not in (AxisType.GLOBAL, AxisType.REDUCE): raise KernelOptError(f"PADTO needs a global or reduce axis, got {ax.type.name}")
     if amt <= 1: raise KernelOptError(f"PADTO needs an amount > 1, got {amt}")
-    if any(o == ax.rng.arg for o, _ in info.padded): raise KernelOptError("axis is already padded")
+    if any(ax.rng in c.toposort() for c in info.padded): raise KernelOptError("axis is already padded")
     size = ax.size
     padded = -(-size // amt) * amt
     if padded == size: raise KernelOptError(f"axis of size {size} is already a multiple of {amt}")
@@ -134,7 +134,8 @@ def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
     axes = list(info.axes)
     axes[opt.axis] = Axis(new, ax.type, ax.origin)
     subst = tuple((k, v.substitute({ax.rng: new})) for k, v in info.subst)
-    return replace(info, axes=tuple(axes), subst=subst, padded=info.padded + ((ax.rng.arg, size),))
+    pads = tuple(c.substitute({ax.rng: new}) for c in info.padded) + (new < size,)
+    return replace(info, axes=tuple(axes), subst=subst, padded=pads)
   elif opt.op is OptOps.SWAP:
     if amt is None or not 0 <= amt < len(info.axes) or amt == opt.axis: raise KernelOptError(f"SWAP needs another valid axis, got {amt}")
     other = info.axes[amt]

@@ -41,8 +41,8 @@ def rebuild(ast: UOp, info: KernelInfo) -> UOp:
   """The kernel over the ranges of `info`: originals substituted, REDUCE/END over the new ranges, PADTO gates applied."""
   subst = dict(info.subst)
   new_of = {o: [a.rng for a in info.axes if a.origin == o] for o, _ in info.subst}
-  pads = {a.rng: size for a in info.axes for rid, size in info.padded if a.rng.arg == rid}
-  valid = lambda u: [r < size for r, size in pads.items() if r in u.toposort()]  # noqa: E731
+  pads = {c: {r for r in c.toposort() if r.op is Ops.RANGE} for c in info.padded}
+  valid = lambda u: [c for c, rs in pads.items() if rs & set(u.toposort())]  # noqa: E731
   new: dict[UOp, UOp] = {}
   for u in ast.toposort():
     if u.op is Ops.RANGE:
@@ -141,6 +141,7 @@ def lower_reduces(sink: UOp) -> UOp:
   new: dict[UOp, UOp] = {}
   group_lidx: list[UOp] = []
   topo = list(sink.toposort())
+  all_lidx = sorted({u for u in topo if u.op is Ops.SPECIAL and u.arg.startswith("lidx")}, key=lambda u: u.arg)
   for u in topo:
     src = [new[s] for s in u.src]
     if u.op is not Ops.REDUCE:
@@ -163,9 +164,13 @@ def lower_reduces(sink: UOp) -> UOp:
       size = prod(g.src[0].arg for g in grp)
       lid = grp[0]
       for g in grp[1:]: lid = lid * g.src[0].arg + g
-      smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(size, "local"), (), next(locs))
-      bar = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.STORE, dtypes.void, (smem.index(lid), val)),))
-      val = _fold(u.arg, [UOp(Ops.LOAD, x.dtype, (smem.index(UOp.const(dtypes.index, k)), bar)) for k in range(size)])
+      # other local threads of the block reduce their own values: each gets its own slice of local memory
+      others = [o for o in all_lidx if o not in grp]
+      base = UOp.const(dtypes.index, 0)
+      for o in others: base = base * o.src[0].arg + o
+      smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(size * prod(o.src[0].arg for o in others), "local"), (), next(locs))
+      bar = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.STORE, dtypes.void, (smem.index(base * size + lid), val)),))
+      val = _fold(u.arg, [UOp(Ops.LOAD, x.dtype, (smem.index(base * size + k), bar)) for k in range(size)])
       group_lidx.extend(g for g in grp if g not in group_lidx)
     new[u] = val
   out = new[sink]

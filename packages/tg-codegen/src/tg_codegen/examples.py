@@ -1,0 +1,83 @@
+"""Example kernels, written the way the scheduler emits them (fresh ranges per reduce, no keep-dims): elementwise, reduce,
+matmul and conv2d. Tests fuzz the lowering with them and `bench/` times them; each comes with a numpy reference."""
+from __future__ import annotations
+from dataclasses import dataclass
+from typing import Callable
+from tg_uop.dtype import DType, dtypes
+from tg_uop.ops import Ops
+from tg_uop.uop import UOp
+
+@dataclass
+class ExampleKernel:
+  """A kernel, the shapes of its buffers (buffer 0 is the output) and a numpy function computing buffer 0 from the others."""
+  name: str
+  ast: UOp
+  shapes: list[tuple[int, ...]]
+  reference: Callable
+  dtype: DType = dtypes.float32
+
+def _g(i: int, n: int, dt: DType = dtypes.float32) -> UOp: return UOp(Ops.DEFINE_GLOBAL, dt.ptr(n), (), i)
+def _reduce(x: UOp, *rngs: UOp, op: Ops = Ops.ADD) -> UOp: return UOp(Ops.REDUCE, x.dtype, (x, *rngs), op)
+
+def elementwise(n: int) -> ExampleKernel:
+  """out = a*b + a."""
+  out, a, b = _g(0, n), _g(1, n), _g(2, n)
+  r = UOp.range(n, 0)
+  x, y = a.index(r).load(), b.index(r).load()
+  return ExampleKernel(f"ew_{n}", UOp.sink(out.index(r).store(x * y + x).end(r)), [(n,), (n,), (n,)], lambda a, b: a * b + a)
+
+def add(n: int) -> ExampleKernel:
+  """out = a + b."""
+  out, a, b = _g(0, n), _g(1, n), _g(2, n)
+  r = UOp.range(n, 0)
+  return ExampleKernel(f"add_{n}", UOp.sink(out.index(r).store(a.index(r).load() + b.index(r).load()).end(r)), [(n,), (n,), (n,)],
+                       lambda a, b: a + b)
+
+def row_reduce(m: int, k: int, op: Ops = Ops.ADD) -> ExampleKernel:
+  """out[i] = reduce_k a[i, k] with op ADD or MAX."""
+  out, a = _g(0, m), _g(1, m * k)
+  i, r = UOp.range(m, 0), UOp.range(k, 1)
+  ref = (lambda a: a.sum(1)) if op is Ops.ADD else (lambda a: a.max(1))
+  return ExampleKernel(f"reduce_{op.name.lower()}_{m}_{k}", UOp.sink(out.index(i).store(_reduce(a.index(i * k + r).load(), r, op=op)).end(i)),
+                       [(m,), (m, k)], ref)
+
+def matmul(m: int, n: int, k: int) -> ExampleKernel:
+  """c[i, j] = sum_l a[i, l] * b[l, j]."""
+  c, a, b = _g(0, m * n), _g(1, m * k), _g(2, k * n)
+  i, j, r = UOp.range(m, 0), UOp.range(n, 1), UOp.range(k, 2)
+  acc = _reduce(a.index(i * k + r).load() * b.index(r * n + j).load(), r)
+  return ExampleKernel(f"matmul_{m}_{n}_{k}", UOp.sink(c.index(i * n + j).store(acc).end(i, j)), [(m, n), (m, k), (k, n)],
+                       lambda a, b: a @ b)
+
+def conv2d(bs: int, cin: int, cout: int, h: int, w: int, kh: int, kw: int) -> ExampleKernel:
+  """out[b, co, y, x] = sum_{ci, ky, kx} inp[b, ci, y+ky, x+kx] * wt[co, ci, ky, kx] (valid padding, stride 1)."""
+  oh, ow = h - kh + 1, w - kw + 1
+  out, inp, wt = _g(0, bs * cout * oh * ow), _g(1, bs * cin * h * w), _g(2, cout * cin * kh * kw)
+  b, co, y, x = (UOp.range(s, i) for i, s in enumerate((bs, cout, oh, ow)))
+  ci, ky, kx = (UOp.range(s, 4 + i) for i, s in enumerate((cin, kh, kw)))
+  v = inp.index(((b * cin + ci) * h + y + ky) * w + x + kx).load() * wt.index(((co * cin + ci) * kh + ky) * kw + kx).load()
+  st = out.index(((b * cout + co) * oh + y) * ow + x).store(_reduce(v, ci, ky, kx))
+  def ref(inp, wt):
+    import numpy as np
+    o = np.zeros((bs, cout, oh, ow), dtype=np.float64)
+    for dy in range(kh):
+      for dx in range(kw): o += np.einsum("bchw,oc->bohw", inp[:, :, dy:dy + oh, dx:dx + ow], wt[:, :, dy, dx])
+    return o
+  return ExampleKernel(f"conv_{bs}_{cin}_{cout}_{h}_{w}_{kh}_{kw}", UOp.sink(st.end(b, co, y, x)),
+                       [(bs, cout, oh, ow), (bs, cin, h, w), (cout, cin, kh, kw)], ref)
+
+def run_example(ex: ExampleKernel, device: str, inputs: list, opts=None):
+  """Run `ex` on `device` with numpy `inputs` (buffers 1..n); returns (output array, ProgramSpec)."""
+  import numpy as np
+  from tg_uop.runtime.buffer import Buffer
+  from tg_uop.device import Device
+  from tg_codegen.program import get_program, CompiledRunner
+  from tg_uop.dtype import to_np_name
+  npdt = np.dtype(to_np_name(ex.dtype))
+  spec = get_program(ex.ast, Device[device].renderer, opts)
+  bufs = [Buffer(device, int(np.prod(s)), ex.dtype).allocate() for s in ex.shapes]
+  for b, a in zip(bufs[1:], inputs): b.copyin(memoryview(np.ascontiguousarray(a, dtype=npdt)).cast("B"))
+  CompiledRunner(device, spec)(bufs, wait=True)
+  out = np.empty(ex.shapes[0], dtype=npdt)
+  bufs[0].copyout(memoryview(out).cast("B"))
+  return out, spec
