@@ -74,7 +74,7 @@ def run_example(ex: ExampleKernel, device: str, inputs: list, opts=None):
   from tg_codegen.program import get_program, CompiledRunner
   from tg_uop.dtype import to_np_name
   npdt = np.dtype(to_np_name(ex.dtype))
-  spec = get_program(ex.ast, Device[device].renderer, opts)
+  spec = get_program(ex.ast, Device[device].renderer, opts, device)
   bufs = [Buffer(device, int(np.prod(s)), ex.dtype).allocate() for s in ex.shapes]
   for b, a in zip(bufs[1:], inputs): b.copyin(memoryview(np.ascontiguousarray(a, dtype=npdt)).cast("B"))
   CompiledRunner(device, spec)(bufs, wait=True)

@@ -44,20 +44,20 @@ def estimate(uops: list[UOp]) -> tuple[int, int]:
         mem += mult * dt.itemsize
   return flops, mem
 
-def choose_opts(ast: UOp, ren) -> list[Opt]:
+def choose_opts(ast: UOp, ren, device: str | None = None) -> list[Opt]:
   """The opts for `ast`: the ones attached to it, none with NOOPT, BEAM search with BEAM=N, else the heuristic."""
   if isinstance(ast.arg, KernelInfo) and ast.arg.opts: return list(ast.arg.opts)
   if NOOPT: return []
   if BEAM >= 1:
     from tg_codegen.opt.search import beam_search
-    return beam_search(ast, ren, int(BEAM.value))
+    return beam_search(ast, ren, int(BEAM.value), device)
   from tg_codegen.opt.heuristic import hand_coded_optimizations
   return hand_coded_optimizations(ast, ren)
 
-def get_program(ast: UOp, ren, opts: list[Opt] | None = None) -> ProgramSpec:
+def get_program(ast: UOp, ren, opts: list[Opt] | None = None, device: str | None = None) -> ProgramSpec:
   """Lower, linearize and render the kernel `ast` for renderer `ren` (with `opts`, or the ones `choose_opts` picks)."""
   if ast.op is not Ops.SINK: raise TypeError(f"a kernel is a SINK of STOREs, got {ast.op.name}")
-  info = apply_opts(ast, choose_opts(ast, ren) if opts is None else opts, ren)
+  info = apply_opts(ast, choose_opts(ast, ren, device) if opts is None else opts, ren)
   low = lower(ast, info, ren)
   uops = linearize(low.sink, low.range_order)
   name = info.name
@@ -98,7 +98,7 @@ class CompiledRunner:
 def run_kernel(ast: UOp, device: str, bufs: list, opts: list[Opt] | None = None, var_vals: dict[str, int] | None = None) -> ProgramSpec:
   """Compile and run the kernel `ast` on `device` over `bufs`; returns the program it ran."""
   from tg_uop.device import Device
-  spec = get_program(ast, Device[device].renderer, opts)
+  spec = get_program(ast, Device[device].renderer, opts, device)
   CompiledRunner(device, spec)(bufs, var_vals, wait=True)
   return spec
 

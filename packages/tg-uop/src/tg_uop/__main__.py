@@ -25,8 +25,9 @@ def _check_device(name: str) -> dict[str, Any]:
     except ImportError: probe_device = None
     if probe_device is not None:
       res = probe_device(name)
-      if res is False: return {"ok": False, "detail": "; ".join(steps + ["probe_device failed"])}
-      steps.append("probe_device ok" + (f": {res}" if res not in (None, True) else ""))
+      # probe_device returns None when a tiny kernel ran and matched numpy, else the text of what went wrong
+      if res is not None and res is not True: return {"ok": False, "detail": "; ".join(steps + [f"probe kernel failed: {res}"])}
+      steps.append("probe kernel ok")
     return {"ok": True, "detail": "; ".join(steps)}
   except Exception as e: return {"ok": False, "detail": "; ".join(steps + [f"{type(e).__name__}: {e}"])}
 
