@@ -18,7 +18,7 @@ PACKAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
   "tg-usb": ("tg_usb", ("tg-uop",), "usb"),
 }
 # the main job that `nox -s demo` runs, on the default device
-DEMO = ["python", "-m", "tg_uop", "plugins"]
+DEMO = ["python", "examples/demo.py"]
 
 nox.options.sessions = ["tests"]
 # sessions test what pip installed, never a source tree that PYTHONPATH happens to point at

@@ -50,7 +50,7 @@ def _threefry(x: int, key: int) -> int:
 python_alu: dict[Ops, Callable[..., Any]] = {
   Ops.LOG2: _log2, Ops.EXP2: _exp2, Ops.SQRT: _sqrt, Ops.RECIP: _recip, Ops.SIN: _sin, Ops.TRUNC: _trunc, Ops.NEG: lambda x: -x,
   Ops.ADD: lambda x, y: x + y, Ops.SUB: lambda x, y: x - y, Ops.MUL: lambda x, y: x * y, Ops.FDIV: _fdiv, Ops.IDIV: _idiv,
-  Ops.MOD: _mod, Ops.MAX: _max, Ops.POW: _pow, Ops.SHL: lambda x, y: x << y if 0 <= y else 0, Ops.SHR: lambda x, y: x >> y if 0 <= y else 0,
+  Ops.MOD: _mod, Ops.MAX: _max, Ops.POW: _pow, Ops.SHL: lambda x, y: x << y if 0 <= y < 128 else 0, Ops.SHR: lambda x, y: x >> y if 0 <= y else 0,
   Ops.AND: lambda x, y: x & y, Ops.OR: lambda x, y: x | y, Ops.XOR: lambda x, y: x ^ y,
   Ops.CMPLT: lambda x, y: x < y, Ops.CMPNE: lambda x, y: x != y, Ops.CMPEQ: lambda x, y: x == y,
   Ops.THREEFRY: _threefry, Ops.WHERE: lambda c, x, y: x if c else y, Ops.MULACC: lambda x, y, z: x * y + z,
