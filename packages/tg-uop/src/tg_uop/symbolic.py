@@ -73,9 +73,13 @@ def _lt_div(x: UOp, c1: UOp, c2: UOp) -> UOp | None:
   return x < x.const_like(c2.arg * c1.arg)  # for x >= 0: x//c1 < c2  <=>  x < c2*c1
 
 def _end_drop(e: UOp) -> UOp | None:
-  keep = tuple(r for r in e.src[1:] if r.op is Ops.RANGE)
-  if len(keep) == len(e.src) - 1: return None
-  return e.replace(src=(e.src[0], *keep)) if keep else e.src[0]
+  # END(*values, *ranges): values are void (stores, inner ENDs); a range that folded to a constant no longer loops
+  vals = tuple(s for s in e.src if s.dtype == dtypes.void)
+  rngs = tuple(s for s in e.src if s.dtype != dtypes.void)
+  keep = tuple(r for r in rngs if r.op is Ops.RANGE)
+  if len(keep) == len(rngs): return None
+  if keep: return e.replace(src=vals + keep)
+  return vals[0] if len(vals) == 1 else UOp(Ops.SINK, dtypes.void, vals)
 
 # (name, pattern, function). Names are what `python -m tg_uop.verify` reports.
 symbolic_rules: list[tuple[str, UPat, Callable]] = [

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from tg_uop.dtype import dtypes
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
+from tg_uop.rewrite import UPat, PatternMatcher
 from tg_uop.helpers import prod
 from tg_codegen.kernel import KernelInfo, AxisType, reduce_identity
 
@@ -187,6 +188,12 @@ def lower_reduces(sink: UOp) -> UOp:
     out = gate[out]
   return out
 
+def _splice_groups(u: UOp) -> UOp | None:
+  # groups of stores (a SINK inside the graph, left where all loops of an END folded away) spliced into their user
+  if not any(s.op is Ops.SINK for s in u.src): return None
+  return u.replace(src=tuple(x for s in u.src for x in (s.src if s.op is Ops.SINK else (s,))))
+splice_groups = PatternMatcher([(UPat((Ops.END, Ops.SINK), name="u"), _splice_groups)], name="splice_groups")
+
 def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   """The kernel `ast` with the choices of `info`, lowered for renderer `ren`."""
   from tg_uop.rewrite import graph_rewrite
@@ -196,6 +203,6 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   sink = expand(sink, info)
   sink, gs, ls = map_grid(sink, info, ren)
   sink = lower_reduces(sink)
-  sink = graph_rewrite(sink, symbolic + decompositions(ren))
+  sink = graph_rewrite(sink, symbolic + decompositions(ren) + splice_groups)
   order = tuple(a.rng for a in info.axes if a.type in (AxisType.GLOBAL, AxisType.REDUCE))
   return Lowered(sink, gs, ls, order)

@@ -7,6 +7,7 @@ after every op, round-to-nearest-even) and as `i16` bits in memory, so no target
 from __future__ import annotations
 import math, re, struct
 from typing import Any
+from tg_uop.runtime.renderer import load_alt
 from tg_uop.dtype import DType, PtrDType, dtypes, truncate_float
 from tg_uop.ops import Ops, GroupOp
 from tg_uop.runtime.renderer import Renderer
@@ -305,7 +306,7 @@ class _Builder:
     mt = llvm_type(u.dtype, True)
     gate = idx.src[2] if len(idx.src) > 2 else None
     if gate is None: return self.from_mem(self.op(f"load {mt}, {self.ren.ptr_type(idx.dtype)} {ptr}, align {align}"), u.dtype)
-    alt = self.r[u.src[1]] if len(u.src) > 1 else const_text(0, u.dtype)
+    alt = self.r[a] if (a := load_alt(u)) is not None else const_text(0, u.dtype)
     pre, then, done = self.block, self.label("ld"), self.label("ldend")
     self.emit(f"br i1 {self.r[gate]}, label %{then}, label %{done}")
     self.start(then)

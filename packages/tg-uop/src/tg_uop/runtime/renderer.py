@@ -25,3 +25,9 @@ class Renderer(abc.ABC):
     """Source text for the kernel `name` from `uops`, a linearized program (execution order, ending with SINK)."""
 
   def __repr__(self) -> str: return f"{type(self).__name__}(arch={self.arch!r})"
+
+def load_alt(u):
+  """The value a gated LOAD gives where its gate is false: its first non-void source after the INDEX (void sources only order
+  memory accesses), or None."""
+  from tg_uop.dtype import dtypes
+  return next((s for s in u.src[1:] if s.dtype != dtypes.void), None)
