@@ -1,0 +1,387 @@
+"""`CUDARenderer`: a linearized program as CUDA C (compiled by NVRTC or nvcc), for the CUDA, NV and NULL devices.
+
+Kernel shape: `extern "C" __global__ void __launch_bounds__(N) name(float* data0, ..., int var0)` with N the product of the
+`lidx*` bounds. SPECIAL gidxN is blockIdx.{x,y,z}, lidxN is threadIdx.{x,y,z}; DEFINE_LOCAL is a `__shared__` array, DEFINE_REG a
+private array, BARRIER `__syncthreads()`. float16 is `half` (cuda_fp16.h), bfloat16 `__nv_bfloat16` (cuda_bf16.h); their
+arithmetic runs in float32 and rounds to nearest even once per op, which is exactly `tg_uop.alu.exec_alu`. Vector values use
+CUDA's float2/float4/int2/int4/uint2/uint4 (built with make_float4, ...) and small generated structs for other vectors
+(`tg_half8` with fields v0..v7, built with `make_tg_half8`). A vector LOAD/STORE is one wide access only where the index is
+provably a multiple of the vector width (so the access is aligned); otherwise it is split into scalar accesses.
+
+WMMA (tensor cores), shared with the PTX renderer. A WMMA UOp is
+  `UOp(Ops.WMMA, dtype_out.vec(4), (a, b, c), arg)` with `arg = (name, (M, N, K), dtype_in, dtype_out, device, threads, *extra)`
+where only (16, 8, 16), dtype_in float16 or bfloat16, dtype_out float32 and threads 32 are supported (`mma.sync.aligned.m16n8k16
+.row.col.f32.{f16,bf16}.{f16,bf16}.f32`); `extra` (e.g. the lowering's upcast/reduce axes) is ignored here. `TensorCore.wmma_arg()`
+builds a valid arg. Per warp it computes D(16x8) = A(16x16) @ B(16x8) + C; each of the 32 lanes holds `a`: dtype_in.vec(8),
+`b`: dtype_in.vec(4), `c` and the result: float.vec(4). With g = lane // 4 and t = lane % 4, element i of each is at
+  a[i]: row g + 8*((i//2)%2), col 2*t + i%2 + 8*(i//4)      (A is M x K)
+  b[i]: row 2*t + i%2 + 8*(i//2), col g                     (B is K x N)
+  c[i]: row g + 8*(i//2),       col 2*t + i%2               (C and D are M x N)
+which `TensorCore.a_elem/b_elem/c_elem(lane, i)` return, so the lowering places elements without knowing PTX.
+"""
+from __future__ import annotations
+import math, re, struct
+from dataclasses import dataclass
+from typing import Any
+from tg_uop.dtype import DType, PtrDType, dtypes
+from tg_uop.ops import Ops, GroupOp
+from tg_uop.uop import UOp
+from tg_uop.runtime.renderer import Renderer, load_alt
+
+# ---------------- tensor cores (shared with ptx.py) ----------------
+
+@dataclass(frozen=True)
+class TensorCore:
+  """One `mma.sync` shape: per warp of `threads` lanes, D(MxN, dtype_out) = A(MxK, dtype_in) @ B(KxN, dtype_in) + C."""
+  dims: tuple[int, int, int]
+  dtype_in: DType
+  dtype_out: DType
+  threads: int = 32
+
+  @property
+  def name(self) -> str: return f"WMMA_{'_'.join(map(str, self.dims))}_{self.dtype_in.name}_{self.dtype_out.name}".replace(" ", "")
+  @property
+  def elements_per_thread(self) -> tuple[int, int, int]:
+    """How many elements of A, B and C each lane holds."""
+    m, n, k = self.dims
+    return (m*k // self.threads, k*n // self.threads, m*n // self.threads)
+  def wmma_arg(self, device: str = "CUDA", *extra: Any) -> tuple:
+    """The `arg` of a WMMA UOp for this shape (see the module docstring)."""
+    return (self.name, self.dims, self.dtype_in, self.dtype_out, device, self.threads, *extra)
+  def a_elem(self, lane: int, i: int) -> tuple[int, int]:
+    """(row, col) in A of element i of lane `lane`."""
+    return (lane//4 + 8*((i//2) % 2), 2*(lane % 4) + i % 2 + 8*(i//4))
+  def b_elem(self, lane: int, i: int) -> tuple[int, int]:
+    """(row, col) in B of element i of lane `lane`."""
+    return (2*(lane % 4) + i % 2 + 8*(i//2), lane//4)
+  def c_elem(self, lane: int, i: int) -> tuple[int, int]:
+    """(row, col) in C and D of element i of lane `lane`."""
+    return (lane//4 + 8*(i//2), 2*(lane % 4) + i % 2)
+
+MMA_TENSOR_CORES: list[TensorCore] = [TensorCore((16, 8, 16), dtypes.float16, dtypes.float32),
+                                      TensorCore((16, 8, 16), dtypes.bfloat16, dtypes.float32)]
+
+def parse_wmma_arg(arg: Any) -> TensorCore:
+  """The `TensorCore` a WMMA UOp's arg names, with a clear error for shapes or dtypes this renderer can't emit."""
+  if not isinstance(arg, tuple) or len(arg) < 4:
+    raise ValueError(f"WMMA arg must be (name, (M, N, K), dtype_in, dtype_out, device, threads, ...), got {arg!r}")
+  dims, din, dout = tuple(arg[1]), arg[2], arg[3]
+  threads = arg[5] if len(arg) > 5 else 32
+  for tc in MMA_TENSOR_CORES:
+    if tc.dims == dims and tc.dtype_in == din and tc.dtype_out == dout and tc.threads == threads: return tc
+  raise ValueError(f"no tensor core for WMMA {dims} {din}->{dout} with {threads} threads: supported are "
+                   f"{[(tc.dims, tc.dtype_in, tc.dtype_out) for tc in MMA_TENSOR_CORES]}")
+
+def arch_number(arch: str, renderer: str) -> int:
+  """The compute capability in `sm_90` / `sm_90a` as an int (90), with a clear error for other spellings."""
+  if not isinstance(arch, str) or not (m := re.fullmatch(r"sm_(\d+)a?", arch)):
+    raise ValueError(f"{renderer} arch must look like 'sm_90' (or 'sm_90a'), got {arch!r}")
+  return int(m.group(1))
+
+def check_kernel_name(name: str) -> str:
+  """`name` if it is a valid C/PTX identifier, else a clear error."""
+  if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
+    raise ValueError(f"kernel name {name!r} is not a valid identifier: use letters, digits and '_', not starting with a digit")
+  return name
+
+def sanitize(name: str) -> str:
+  """A valid identifier made from a variable's name (invalid characters become '_')."""
+  s = re.sub(r"[^A-Za-z0-9_]", "_", str(name))
+  return s if s and not s[0].isdigit() else "_" + s
+
+def aligned_vector(idx: UOp, count: int) -> bool:
+  """Whether a vector access of `count` elements at `idx` is provably aligned to its own size (then it may be one wide access)."""
+  if count not in (2, 4): return False
+  return idx.const_factor() % count == 0
+
+def launch_bound(uops: list[UOp]) -> int | None:
+  """Threads per block: the product of the constant lidx bounds (None if a bound is symbolic)."""
+  n = 1
+  for u in uops:
+    if u.op is Ops.SPECIAL and str(u.arg).startswith("lidx"):
+      if u.src[0].op is not Ops.CONST: return None
+      n *= u.src[0].arg
+  return n
+
+# ---------------- CUDA C ----------------
+
+_SCALAR = {dtypes.bool: "bool", dtypes.int8: "signed char", dtypes.uint8: "unsigned char", dtypes.int16: "short",
+           dtypes.uint16: "unsigned short", dtypes.int32: "int", dtypes.uint32: "unsigned int", dtypes.int64: "long long",
+           dtypes.uint64: "unsigned long long", dtypes.float16: "half", dtypes.bfloat16: "__nv_bfloat16", dtypes.float32: "float",
+           dtypes.float64: "double", dtypes.index: "int"}
+_SHORT = {dtypes.bool: "bool", dtypes.int8: "char", dtypes.uint8: "uchar", dtypes.int16: "short", dtypes.uint16: "ushort",
+          dtypes.int32: "int", dtypes.uint32: "uint", dtypes.int64: "long", dtypes.uint64: "ulong", dtypes.float16: "half",
+          dtypes.bfloat16: "bf16x", dtypes.float32: "float", dtypes.float64: "double", dtypes.index: "int"}
+_BUILTIN_VEC = {(dtypes.float32, 2): "float2", (dtypes.float32, 4): "float4", (dtypes.int32, 2): "int2", (dtypes.int32, 4): "int4",
+                (dtypes.index, 2): "int2", (dtypes.index, 4): "int4", (dtypes.uint32, 2): "uint2", (dtypes.uint32, 4): "uint4"}
+_H2F = {dtypes.float16: "__half2float", dtypes.bfloat16: "__bfloat162float"}
+# int -> half/bf16 conversions that round once (C's (float)x then to half would round twice for wide ints)
+_TO16 = {dtypes.float16: {dtypes.float32: "__float2half_rn", dtypes.float64: "__double2half", dtypes.int32: "__int2half_rn",
+                          dtypes.index: "__int2half_rn", dtypes.uint32: "__uint2half_rn", dtypes.int64: "__ll2half_rn",
+                          dtypes.uint64: "__ull2half_rn", dtypes.int16: "__short2half_rn", dtypes.uint16: "__ushort2half_rn"},
+         dtypes.bfloat16: {dtypes.float32: "__float2bfloat16_rn", dtypes.float64: "__double2bfloat16", dtypes.int32: "__int2bfloat16_rn",
+                           dtypes.index: "__int2bfloat16_rn", dtypes.uint32: "__uint2bfloat16_rn", dtypes.int64: "__ll2bfloat16_rn",
+                           dtypes.uint64: "__ull2bfloat16_rn", dtypes.int16: "__short2bfloat16_rn",
+                           dtypes.uint16: "__ushort2bfloat16_rn"}}
+_BINOP = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.FDIV: "/", Ops.IDIV: "/", Ops.MOD: "%", Ops.SHL: "<<", Ops.SHR: ">>",
+          Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^", Ops.CMPLT: "<", Ops.CMPNE: "!=", Ops.CMPEQ: "=="}
+_FLOAT_FN = {Ops.SQRT: "sqrt", Ops.TRUNC: "trunc", Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin"}
+
+def _float_const(v: float, dt: DType) -> str:
+  if dt == dtypes.float64:
+    if math.isfinite(v): return repr(v)
+    return f"__longlong_as_double({struct.unpack('<q', struct.pack('<d', v))[0]}ll)"
+  if math.isfinite(v): return repr(v) + "f"
+  return f"__uint_as_float({struct.unpack('<I', struct.pack('<f', v))[0]:#x}u)"
+
+def _const(v: Any, dt: DType) -> str:
+  """A C literal of scalar dtype `dt` holding exactly `v`."""
+  if dt == dtypes.bool: return "true" if v else "false"
+  if dt in (dtypes.float16, dtypes.bfloat16):
+    bits = struct.unpack("<H", struct.pack("<e", v))[0] if dt == dtypes.float16 else struct.unpack("<I", struct.pack("<f", v))[0] >> 16
+    return f"{'__ushort_as_half' if dt == dtypes.float16 else '__ushort_as_bfloat16'}((unsigned short){bits:#x}u)"
+  if dtypes.is_float(dt):
+    if dt not in (dtypes.float32, dtypes.float64): raise ValueError(f"CUDA renderer doesn't support {dt} constants: cast to float32")
+    return _float_const(float(v), dt)
+  v = int(v)
+  if dt in (dtypes.int32, dtypes.index): return str(v) if v != -2**31 else "(-2147483647-1)"
+  if dt == dtypes.uint32: return f"{v}u"
+  if dt == dtypes.int64: return f"{v}ll" if v != -2**63 else "(-9223372036854775807ll-1)"
+  if dt == dtypes.uint64: return f"{v}ull"
+  return f"(({_SCALAR[dt]}){v})"
+
+class CUDARenderer(Renderer):
+  """CUDA C for NVRTC/nvcc. `supported_ops` lists the ALU ops rendered natively; the lowering decomposes the rest."""
+  device, suffix, default_arch = "CUDA", "CUDA", "sm_90"
+  has_local, has_shared, supports_float4 = True, True, True
+  global_max = (2**31 - 1, 65535, 65535)
+  local_max = (1024, 1024, 64)
+  shared_max = 49152  # static __shared__ limit per block
+  supported_ops = frozenset(GroupOp.ALU - {Ops.POW, Ops.THREEFRY})  # exp2f/log2f/sinf are CUDA's accurate library functions
+
+  def __init__(self, arch: str | None = None):
+    super().__init__(arch)
+    self.arch_num = arch_number(self.arch, "CUDARenderer")
+    self.tensor_cores = list(MMA_TENSOR_CORES) if self.arch_num >= 80 else []
+
+  # ---- types ----
+  def _scalar(self, dt: DType) -> str:
+    if dt.scalar() not in _SCALAR: raise ValueError(f"CUDA renderer doesn't support dtype {dt}: cast to float16/bfloat16/float32 first")
+    return _SCALAR[dt.scalar()]
+  def _type(self, dt: DType) -> str:
+    if isinstance(dt, PtrDType): return self._type(dt.base) + "*"
+    if dt.count == 1: return self._scalar(dt)
+    if (dt.scalar(), dt.count) in _BUILTIN_VEC: return _BUILTIN_VEC[(dt.scalar(), dt.count)]
+    self._scalar(dt)
+    name = f"tg_{_SHORT[dt.scalar()]}{dt.count}"
+    self.structs[name] = dt
+    return name
+  def _lane(self, dt: DType, i: int) -> str: return "xyzw"[i] if (dt.scalar(), dt.count) in _BUILTIN_VEC else f"v{i}"
+  def _make(self, dt: DType, lanes: list[str]) -> str:
+    t = self._type(dt)
+    return f"make_{t}({', '.join(lanes)})"
+  def _struct_defs(self) -> list[str]:
+    out = []
+    for name, dt in self.structs.items():
+      st, n = self._scalar(dt), dt.count
+      size = dt.scalar().itemsize * n
+      align = min(16, size & -size)
+      out.append(f"struct __align__({align}) {name} {{ {st} {', '.join(f'v{i}' for i in range(n))}; }};")
+      args = ", ".join(f"{st} a{i}" for i in range(n))
+      out.append(f"__device__ __forceinline__ {name} make_{name}({args}) {{ {name} r = {{{', '.join(f'a{i}' for i in range(n))}}}; return r; }}")
+    return out
+
+  # ---- values ----
+  def _lanes(self, u: UOp) -> list[str]:
+    """Expressions for each lane of vector value `u`."""
+    if u.dtype.count == 1: return [self.r[u]]
+    if u.op is Ops.VECTORIZE: return [self.r[s] for s in u.src]
+    if u.op is Ops.VCONST: return [_const(v, u.dtype.scalar()) for v in u.arg]
+    return [f"{self.r[u]}.{self._lane(u.dtype, i)}" for i in range(u.dtype.count)]
+
+  def _to_f(self, x: str, dt: DType) -> str: return f"{_H2F[dt]}({x})" if dt in _H2F else x
+  def _from_f(self, x: str, dt: DType) -> str: return f"{_TO16[dt][dtypes.float32]}({x})" if dt in _H2F else x
+
+  def _alu(self, op: Ops, out: DType, srcs: list[str], sdt: DType) -> str:
+    """A scalar expression for ALU `op` on operand expressions `srcs` of dtype `sdt` (the last operand's for WHERE)."""
+    half = sdt in _H2F
+    if half:  # float16/bfloat16 compute in float32 and round once, as exec_alu does
+      fs = [srcs[0]] + [self._to_f(s, sdt) for s in srcs[1:]] if op is Ops.WHERE else [self._to_f(s, sdt) for s in srcs]
+      e = self._alu(op, dtypes.bool if op in GroupOp.Comparison else dtypes.float32, fs, dtypes.float32)
+      return e if op in GroupOp.Comparison else self._from_f(e, sdt)
+    a = srcs[0]
+    if op is Ops.WHERE: return f"({a}?{srcs[1]}:{srcs[2]})"
+    if sdt == dtypes.bool and op in (Ops.ADD, Ops.MAX, Ops.OR): return f"({a}|{srcs[1]})"
+    if sdt == dtypes.bool and op in (Ops.MUL, Ops.AND): return f"({a}&{srcs[1]})"
+    if op is Ops.NEG: return f"(!{a})" if sdt == dtypes.bool else f"(-{a})"
+    if op is Ops.MAX:
+      if dtypes.is_float(sdt): return f"((({a}>{srcs[1]})||({a}!={a}))?{a}:{srcs[1]})"  # nan propagates from either side
+      return f"max({a},{srcs[1]})"
+    if op is Ops.MULACC:
+      if sdt == dtypes.float32: return f"fmaf({a},{srcs[1]},{srcs[2]})"
+      if sdt == dtypes.float64: return f"fma({a},{srcs[1]},{srcs[2]})"
+      return f"(({a}*{srcs[1]})+{srcs[2]})"
+    if op is Ops.RECIP: return f"(1.0f/{a})" if sdt == dtypes.float32 else f"(1.0/{a})"
+    if op in _FLOAT_FN:
+      if not dtypes.is_float(sdt): return a  # TRUNC of an int is itself
+      return f"{_FLOAT_FN[op]}{'f' if sdt == dtypes.float32 else ''}({a})"
+    if op in _BINOP: return f"({a}{_BINOP[op]}{srcs[1]})"
+    raise ValueError(f"CUDA renderer can't render ALU op {op.name}: it is not in supported_ops, so the lowering must decompose it")
+
+  def _cast(self, x: str, src: DType, dst: DType) -> str:
+    """C conversion of scalar expression `x` from `src` to `dst` (float->int truncates, to bool is != 0, halves round once)."""
+    if src == dst: return x
+    if src in _H2F:
+      x, src = self._to_f(x, src), dtypes.float32
+      if dst == src: return x
+    if dst in _H2F:
+      if src == dtypes.bool or src in (dtypes.int8, dtypes.uint8): x, src = f"((short)({x}))", dtypes.int16
+      return f"{_TO16[dst][src]}({x})"
+    if dst == dtypes.bool: return f"({x}!=0)"
+    return f"(({self._scalar(dst)})({x}))"
+
+  def _bitcast(self, x: str, src: DType, dst: DType) -> str:
+    if src.itemsize != dst.itemsize: raise ValueError(f"can't bitcast {src} to {dst}: sizes differ ({src.itemsize} vs {dst.itemsize} bytes)")
+    self.need_bitcast = True
+    return f"tg_bitcast<{self._type(dst)}>({x})"
+
+  # ---- rendering ----
+  def render(self, name: str, uops: list[UOp]) -> str:
+    """CUDA C source of kernel `name` from linearized `uops`."""
+    check_kernel_name(name)
+    self.r: dict[UOp, str] = {}
+    self.structs: dict[str, DType] = {}
+    self.need_bitcast = False
+    params: list[tuple[int, str]] = []
+    vars_: list[str] = []
+    body: list[str] = []
+    depth, hoist = 1, False
+    counts: dict[str, int] = {}
+    gates: dict[UOp, str] = {}
+    wmmas: dict[str, TensorCore] = {}
+    def fresh(prefix: str) -> str:
+      counts[prefix] = counts.get(prefix, 0) + 1
+      return f"{prefix}{counts[prefix]-1}"
+    pre: list[str] = []
+    def emit(line: str):
+      # definitions go before any control flow, so a use after the IF/loop they appear in still sees them
+      if hoist: pre.append("  " + line)
+      else: body.append("  " * depth + line)
+    def define(u: UOp, prefix: str, expr: str):
+      self.r[u] = fresh(prefix)
+      emit(f"{self._type(u.dtype)} {self.r[u]} = {expr};")
+
+    for u in uops:
+      op = u.op
+      if op is Ops.SINK: break
+      if op in (Ops.NOOP, Ops.AFTER) and u.src: self.r[u] = self.r[u.src[0]]; continue
+      hoist = op in (Ops.SPECIAL, Ops.DEFINE_LOCAL, Ops.DEFINE_REG, Ops.VCONST)
+      if op is Ops.DEFINE_GLOBAL:
+        self.r[u] = f"data{u.arg}"
+        params.append((u.arg, f"{self._type(u.dtype.base)}* data{u.arg}"))
+      elif op is Ops.DEFINE_VAR:
+        self.r[u] = sanitize(u.arg[0])
+        vars_.append(f"{self._scalar(u.dtype)} {self.r[u]}")
+      elif op is Ops.SPECIAL:
+        kind, dim = str(u.arg)[:4], int(str(u.arg)[4:] or 0)
+        if kind not in ("gidx", "lidx") or dim > 2: raise ValueError(f"SPECIAL {u.arg!r}: expected gidx0..2 or lidx0..2")
+        self.r[u] = sanitize(u.arg)
+        emit(f"int {self.r[u]} = {'blockIdx' if kind == 'gidx' else 'threadIdx'}.{'xyz'[dim]}; /* {self.r[u.src[0]]} */")
+      elif op is Ops.DEFINE_LOCAL:
+        self.r[u] = fresh("smem")
+        emit(f"__shared__ __align__(16) {self._type(u.dtype.base)} {self.r[u]}[{u.dtype.size}];")
+      elif op is Ops.DEFINE_REG:
+        self.r[u] = fresh("acc")
+        emit(f"{self._type(u.dtype.base)} {self.r[u]}[{u.dtype.size}];")
+      elif op is Ops.CONST: self.r[u] = _const(u.arg, u.dtype)
+      elif op is Ops.VCONST: define(u, "cvec", self._make(u.dtype, [_const(v, u.dtype.scalar()) for v in u.arg]))
+      elif op is Ops.RANGE:
+        self.r[u] = f"ridx{u.arg}" if isinstance(u.arg, int) else sanitize(f"ridx{u.arg}")
+        t = self._scalar(u.dtype)
+        emit(f"for ({t} {self.r[u]} = 0; {self.r[u]} < {self.r[u.src[0]]}; {self.r[u]}++) {{")
+        depth += 1
+      elif op in (Ops.END, Ops.ENDIF):
+        depth -= 1
+        emit("}")
+      elif op is Ops.IF:
+        emit(f"if ({self.r[u.src[0]]}) {{")
+        depth += 1
+      elif op is Ops.BARRIER: emit("__syncthreads();")
+      elif op is Ops.INDEX:
+        self.r[u] = f"({self.r[u.src[0]]}+{self.r[u.src[1]]})"
+        if len(u.src) > 2: gates[u] = self.r[u.src[2]]
+      elif op is Ops.LOAD: self._render_load(u, gates, define)
+      elif op is Ops.STORE: self._render_store(u, gates, emit)
+      elif op is Ops.VECTORIZE: define(u, "vec", self._make(u.dtype, [self.r[s] for s in u.src]))
+      elif op is Ops.GEP:
+        lanes = self._lanes(u.src[0])
+        if u.dtype.count == 1: self.r[u] = lanes[u.arg[0]]
+        else: define(u, "vec", self._make(u.dtype, [lanes[i] for i in u.arg]))
+      elif op in GroupOp.ALU:
+        sdt = (u.src[-1] if op is Ops.WHERE else u.src[0]).dtype
+        if u.dtype.count == 1: define(u, "alu", self._alu(op, u.dtype, [self.r[s] for s in u.src], sdt.scalar()))
+        else:
+          cols = list(zip(*[self._lanes(s) for s in u.src]))
+          define(u, "alu", self._make(u.dtype, [self._alu(op, u.dtype.scalar(), list(c), sdt.scalar()) for c in cols]))
+      elif op in (Ops.CAST, Ops.BITCAST):
+        f = self._cast if op is Ops.CAST else self._bitcast
+        sdt, ddt = u.src[0].dtype.scalar(), u.dtype.scalar()
+        if u.dtype.count == 1: define(u, "cast", f(self.r[u.src[0]], sdt, ddt))
+        else: define(u, "cast", self._make(u.dtype, [f(x, sdt, ddt) for x in self._lanes(u.src[0])]))
+      elif op is Ops.WMMA:
+        tc = parse_wmma_arg(u.arg)
+        fn = f"tg_wmma_{tc.dtype_in.name.replace('__', '')}_{tc.dims[0]}{tc.dims[1]}{tc.dims[2]}"
+        wmmas[fn] = tc
+        for s, want in zip(u.src, (tc.dtype_in.vec(8), tc.dtype_in.vec(4), tc.dtype_out.vec(4))):
+          if s.dtype != want: raise ValueError(f"WMMA {tc.name} needs sources of dtype {want}, got {s.dtype} (see the module docstring)")
+        self._type(tc.dtype_in.vec(8)), self._type(tc.dtype_in.vec(4))
+        define(u, "wmma", f"{fn}({', '.join(self.r[s] for s in u.src)})")
+      else: raise ValueError(f"CUDA renderer can't render {op.name} in a linearized program (see CONTRACT 'Linearized program v1')")
+
+    params.sort()
+    lb = launch_bound(uops)
+    sig = ", ".join([p for _, p in params] + vars_)
+    head = [f"extern \"C\" __global__ void {f'__launch_bounds__({lb}) ' if lb else ''}{name}({sig}) {{"]
+    return "\n".join(self._prelude(uops, wmmas) + head + pre + body + ["}"]) + "\n"
+
+  def _render_load(self, u: UOp, gates: dict[UOp, str], define):
+    idx = u.src[0]
+    if idx.op is not Ops.INDEX:
+      raise ValueError(f"LOAD needs an INDEX source, got {idx.op.name}: a linearized program addresses memory through INDEX")
+    cnt = u.dtype.count
+    if cnt == 1 or aligned_vector(idx.src[1], cnt): expr = f"*(({self._type(u.dtype)}*){self.r[idx]})" if cnt > 1 else f"*{self.r[idx]}"
+    else: expr = self._make(u.dtype, [f"*({self.r[idx]}+{i})" for i in range(cnt)])
+    if idx in gates:
+      if load_alt(u) is None: raise ValueError("a gated LOAD needs an alt value: LOAD(INDEX(buf, idx, gate), alt)")
+      expr = f"({gates[idx]}?{expr}:{self.r[load_alt(u)]})"
+    define(u, "val", expr)
+
+  def _render_store(self, u: UOp, gates: dict[UOp, str], emit):
+    idx, val = u.src[0], u.src[1]
+    if idx.op is not Ops.INDEX:
+      raise ValueError(f"STORE needs an INDEX source, got {idx.op.name}: a linearized program addresses memory through INDEX")
+    cnt = val.dtype.count
+    if cnt == 1: stmts = [f"*{self.r[idx]} = {self.r[val]};"]
+    elif aligned_vector(idx.src[1], cnt): stmts = [f"*(({self._type(val.dtype)}*){self.r[idx]}) = {self.r[val]};"]
+    else: stmts = [f"*({self.r[idx]}+{i}) = {x};" for i, x in enumerate(self._lanes(val))]
+    if idx in gates: stmts = [f"if ({gates[idx]}) {{ {' '.join(stmts)} }}"]
+    for s in stmts: emit(s)
+
+  def _prelude(self, uops: list[UOp], wmmas: dict[str, TensorCore]) -> list[str]:
+    dts = {u.dtype.scalar() if not isinstance(u.dtype, PtrDType) else u.dtype.base.scalar() for u in uops}
+    out = []
+    if dtypes.float16 in dts or any(tc.dtype_in == dtypes.float16 for tc in wmmas.values()): out.append("#include <cuda_fp16.h>")
+    if dtypes.bfloat16 in dts or any(tc.dtype_in == dtypes.bfloat16 for tc in wmmas.values()): out.append("#include <cuda_bf16.h>")
+    out += self._struct_defs()
+    if self.need_bitcast:
+      out.append("template <class T, class F> __device__ __forceinline__ T tg_bitcast(F f) { T t; __builtin_memcpy(&t, &f, sizeof(T)); return t; }")
+    for fn, tc in wmmas.items():
+      ta, tb = self._type(tc.dtype_in.vec(8)), self._type(tc.dtype_in.vec(4))
+      it = "f16" if tc.dtype_in == dtypes.float16 else "bf16"
+      out += [f"__device__ __forceinline__ float4 {fn}({ta} a, {tb} b, float4 c) {{",
+              "  const unsigned *A = (const unsigned*)&a, *B = (const unsigned*)&b;",
+              f"  asm(\"mma.sync.aligned.m16n8k16.row.col.f32.{it}.{it}.f32 {{%0,%1,%2,%3}}, {{%4,%5,%6,%7}}, {{%8,%9}}, {{%0,%1,%2,%3}};\"",
+              "      : \"+f\"(c.x), \"+f\"(c.y), \"+f\"(c.z), \"+f\"(c.w)",
+              "      : \"r\"(A[0]), \"r\"(A[1]), \"r\"(A[2]), \"r\"(A[3]), \"r\"(B[0]), \"r\"(B[1]));",
+              "  return c;", "}"]
+    return out
