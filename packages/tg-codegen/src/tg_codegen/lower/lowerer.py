@@ -7,9 +7,9 @@ STORE carries the STORE/END/BARRIER it must follow as a void source, and RANGE s
 linearizer uses them for placement and removes them)."""
 from __future__ import annotations
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from tg_uop.dtype import dtypes
-from tg_uop.ops import Ops
+from tg_uop.ops import Ops, GroupOp
 from tg_uop.uop import UOp
 from tg_uop.rewrite import UPat, PatternMatcher
 from tg_uop.helpers import prod
@@ -70,6 +70,76 @@ def rebuild(ast: UOp, info: KernelInfo) -> UOp:
 
 def _combos(rngs: list[UOp]):
   for vals in itertools.product(*(range(r.src[0].arg) for r in rngs)): yield {r: r.const_like(v) for r, v in zip(rngs, vals)}
+
+def vector_axis(sink: UOp, info: KernelInfo, ren) -> UOp | None:
+  """The UPCAST range to turn into vector lanes: of a width the renderer's vectors take, preferring one that makes the stores,
+  then the most loads, contiguous; None if there is none."""
+  if not getattr(ren, "supports_float4", False): return None
+  widths = (2, 4, 8, 16) if getattr(ren, "device", None) == "CPU" else (2, 4)
+  ups = [a.rng for a in info.axes if a.type is AxisType.UPCAST and a.size in widths]
+  if not ups: return None
+  mem = [u for u in sink.toposort() if u.op in (Ops.LOAD, Ops.STORE) and u.src[0].op is Ops.INDEX and len(u.src[0].src) == 2]
+  def score(r: UOp) -> tuple[int, int, int]:
+    n = r.src[0].arg
+    ok = [u for u in mem if _unit_stride(u.src[0].src[1], r)]
+    return (sum(u.op is Ops.STORE for u in ok), len(ok), n)
+  return max(reversed(ups), key=score)
+
+def _lanes(idx: UOp, r: UOp, n: int) -> list[UOp]:
+  from tg_uop.symbolic import symbolic
+  from tg_uop.rewrite import graph_rewrite
+  return [graph_rewrite(idx.substitute({r: r.const_like(k)}), symbolic) for k in range(n)]
+
+def _terms(u: UOp) -> list[UOp]: return [t for s in u.src for t in _terms(s)] if u.op is Ops.ADD else [u]
+
+def _unit_stride(idx: UOp, r: UOp) -> bool:
+  """`idx` is (something without r) + r: consecutive lanes of r address consecutive elements."""
+  from tg_uop.symbolic import symbolic
+  from tg_uop.rewrite import graph_rewrite
+  rterms = [t for t in _terms(graph_rewrite(idx, symbolic)) if r in t.toposort()]
+  return len(rterms) == 1 and rterms[0] is r
+
+def vectorize(sink: UOp, r: UOp) -> UOp:
+  """Turn range `r` (n lanes) into vector lanes: values depending on it become vectors; memory accesses whose lanes are
+  contiguous become one vector LOAD/STORE, others a gather (VECTORIZE of loads) or a scatter (one STORE per lane)."""
+  n = r.src[0].arg
+  topo = list(sink.toposort())
+  dep: set[UOp] = set()
+  for u in topo:
+    if u is r or any(s in dep for s in u.src): dep.add(u)
+  new: dict[UOp, UOp] = {}
+  def vec(s: UOp) -> UOp: return new[s] if s in dep else new[s].broadcast(n)
+  for u in topo:
+    if u not in dep:
+      src = tuple(new[s] for s in u.src)
+      new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, src, u.arg)
+    elif u is r: new[u] = UOp(Ops.VCONST, r.dtype.vec(n), (), tuple(range(n)))
+    elif u.op is Ops.INDEX: new[u] = u  # placeholder: LOAD and STORE rebuild their INDEX lane by lane
+    elif u.op is Ops.LOAD:
+      ix = u.src[0]
+      lanes = _lanes(ix, r, n)
+      rest = tuple(new[s] for s in u.src[1:])
+      if len(ix.src) == 2 and _unit_stride(ix.src[1], r):
+        new[u] = UOp(Ops.LOAD, u.dtype.vec(n), (lanes[0].substitute({k: new[k] for k in lanes[0].src[:1]}), *rest))
+      else:
+        new[u] = UOp.vectorize(*[UOp(Ops.LOAD, u.dtype, (lx, *(s.gep(k) if s.dtype.count == n and s in dep else s for s in rest)))
+                                 for k, lx in enumerate(lanes)])
+    elif u.op is Ops.STORE:
+      ix, val = u.src[0], vec(u.src[1])
+      lanes = _lanes(ix, r, n)
+      rest = tuple(new[s] for s in u.src[2:])
+      if len(ix.src) == 2 and _unit_stride(ix.src[1], r):
+        new[u] = UOp(Ops.STORE, dtypes.void, (lanes[0], val, *rest))
+      else: new[u] = UOp(Ops.SINK, dtypes.void, tuple(UOp(Ops.STORE, dtypes.void, (lx, val.gep(k), *rest)) for k, lx in enumerate(lanes)))
+    elif u.op is Ops.END: new[u] = UOp(Ops.END, dtypes.void, tuple(new[s] for s in u.src if s is not r))
+    elif u.op is Ops.REDUCE: new[u] = UOp(Ops.REDUCE, u.dtype.vec(n), (new[u.src[0]], *(new[s] for s in u.src[1:])), u.arg)
+    elif u.op in GroupOp.ALU or u.op in (Ops.CAST, Ops.BITCAST):
+      dt = u.dtype.scalar().vec(n)
+      new[u] = UOp(u.op, dt, tuple(vec(s) for s in u.src), u.arg)
+    elif u.op is Ops.SINK: new[u] = UOp(Ops.SINK, dtypes.void, tuple(new[s] for s in u.src), u.arg)
+    else: raise ValueError(f"can't vectorize {u.op.name} over an upcast axis")
+  out = new[sink]
+  return UOp(Ops.SINK, dtypes.void, tuple(x for s in out.src for x in (s.src if s.op is Ops.SINK else (s,))), out.arg)
 
 def expand(sink: UOp, info: KernelInfo) -> UOp:
   """Unroll UNROLL ranges inside REDUCEs and UPCAST ranges at their ENDs, by substituting each value of the range."""
@@ -200,6 +270,9 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   from tg_uop.symbolic import symbolic
   from tg_codegen.lower.decompose import decompositions
   sink = rebuild(ast, info)
+  if (vr := vector_axis(sink, info, ren)) is not None:
+    sink = vectorize(sink, vr)
+    info = replace(info, axes=tuple(a for a in info.axes if a.rng is not vr))
   sink = expand(sink, info)
   sink, gs, ls = map_grid(sink, info, ren)
   sink = lower_reduces(sink)

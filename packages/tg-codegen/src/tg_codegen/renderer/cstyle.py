@@ -211,6 +211,9 @@ class CStyleRenderer(Renderer):
     dtypes.float16: ("tg_h2f", "tg_f2h", "tg_d2h"), dtypes.bfloat16: ("tg_bf2f", "tg_f2bf", "tg_d2bf"),
     dtypes.fp8e4m3: ("tg_e4m3_2f", "tg_d2e4m3", "tg_d2e4m3"), dtypes.fp8e5m2: ("tg_e5m2_2f", "tg_d2e5m2", "tg_d2e5m2")}
   code_for_op: dict[Ops, Callable[..., str]] = C_CODE_FOR_OP
+  # ops rendered on whole vectors with an infix operator, for element types whose vectors compute natively and exactly
+  vector_infix: dict[Ops, str] = {Ops.ADD: "+", Ops.MUL: "*", Ops.SUB: "-", Ops.NEG: "-"}
+  vector_native: tuple[DType, ...] = (dtypes.float32, dtypes.float64)
   guarded_code_for_op: dict[Ops, Callable[..., str]] = C_GUARDED_CODE_FOR_OP
 
   @property
@@ -431,6 +434,11 @@ class CStyleRenderer(Renderer):
     odt = (u.src[-1].dtype if u.op is Ops.WHERE else u.dtype if u.op in (Ops.SHL, Ops.SHR) else u.src[0].dtype).scalar()
     if u.op not in self.code_for_op:
       raise RenderError(f"{type(self).__name__} has no native {u.op.name}: the lowering must rewrite it before rendering")
+    if u.dtype.count > 1 and u.op in self.vector_infix and odt in self.vector_native and all(x.dtype == u.dtype for x in u.src):
+      # whole-vector arithmetic (GCC vector extensions): one SIMD instruction instead of one expression per lane
+      a = [st.r[x] for x in u.src]
+      self._value(st, u, f"(-{a[0]})" if u.op is Ops.NEG else f"({a[0]}{self.vector_infix[u.op]}{a[1]})", "alu")
+      return
     lanes = [self.alu_lane(u, [self._lane(st, s, i) for s in u.src], u.dtype.scalar(), odt) for i in range(u.dtype.count)]
     self._value(st, u, lanes[0] if u.dtype.count == 1 else self.render_vector(u.dtype, lanes), "alu")
   def _r_cast(self, u: UOp, st: RenderState) -> None:

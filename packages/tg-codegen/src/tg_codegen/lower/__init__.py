@@ -1,0 +1,1 @@
+"""Lowering passes: rewrites that bring a kernel graph down to what a renderer can render."""
