@@ -178,7 +178,8 @@ def test_pow_matches_numpy_and_c99(dt):
       with np.errstate(all="ignore"): ref = float(np.power(np.array(a, dtype=to_np_name(dt)), np.array(b, dtype=to_np_name(dt))))
       if (c99 := _c99_pow_special(a, b)) is not None: ref = c99
       got = exec_alu(Ops.POW, dt, (a, b))
-      if dt is dtypes.float64 and math.isfinite(ref) and math.isfinite(got) and ref != 0: assert abs(got - ref) <= math.ulp(ref), (a, b)
+      if math.isfinite(ref) and math.isfinite(got) and ref != 0:  # libm's pow is within 1 ulp, not always correctly rounded
+        assert abs(got - ref) <= float(np.spacing(np.array(abs(ref), dtype=to_np_name(dt)))), (a, b, got, ref)
       else: assert _same(got, ref), f"POW {dt} ({a!r}, {b!r}): numpy/C99 {ref!r}, tg {got!r}"
 
 def test_pow_of_ints_is_exact_and_wraps_like_numpy():

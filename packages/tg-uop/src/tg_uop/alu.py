@@ -23,11 +23,16 @@ def _sin(x): return math.nan if math.isinf(x) or math.isnan(x) else math.sin(x)
 def _recip(x): return _fdiv(1.0, x)
 def _trunc(x): return x if not isinstance(x, float) or not math.isfinite(x) else math.copysign(float(math.trunc(x)), x)  # keeps -0.0
 def _max(x, y):
-  if isinstance(x, float) and (math.isnan(x) or math.isnan(y)): return math.nan  # nan propagates, as PyTorch
+  if (isinstance(x, float) or isinstance(y, float)) and (math.isnan(x) or math.isnan(y)): return math.nan  # nan propagates, as PyTorch
   return max(x, y)
 def _pow(x, y):
+  if isinstance(x, int) and isinstance(y, int) and not isinstance(x, bool):
+    return pow(x, y, 1 << 64) if y >= 0 else (0 if abs(x) != 1 else x ** (y % 2))  # exact, then wrapped by exec_alu
+  odd = float(y).is_integer() and abs(y) < 2**63 and int(y) % 2 == 1
   try: return math.pow(x, y)
-  except (ValueError, ZeroDivisionError): return math.nan if x < 0 else math.inf
+  except (ValueError, ZeroDivisionError):
+    if x == 0: return math.copysign(math.inf, x) if odd else math.inf  # pow(-0.0, -1) is -inf, as C99
+    return math.nan
   except OverflowError: return math.inf if x > 0 or float(y).is_integer() and int(y) % 2 == 0 else -math.inf
 def _idiv(x, y): return cdiv(x, y) if y != 0 else 0  # integer division by zero is undefined in C; folding rules never fold it
 def _mod(x, y): return cmod(x, y) if y != 0 else 0

@@ -201,8 +201,8 @@ def truncate_float(v: float, d: DType) -> float:
   if d == dtypes.float16:
     try: return struct.unpack("e", struct.pack("e", v))[0]
     except OverflowError: return math.copysign(math.inf, v)
-  if d == dtypes.fp8e4m3:
-    return math.nan if math.isinf(v) else _round_float(v, 4, 3, sat=True) if abs(v) <= 464 else math.nan
+  if d == dtypes.fp8e4m3:  # e4m3fn has no inf: out-of-range values saturate to +-448 (as torch's conversion), nan stays nan
+    return v if math.isnan(v) else _round_float(max(-448.0, min(448.0, v)), 4, 3, sat=True)
   return _round_float(v, *FLOAT_BITS[d])
 
 # ---- promotion (tensor-tensor ops), matching torch.promote_types ----
@@ -227,10 +227,17 @@ def _promote2(a: DType, b: DType) -> DType:
   return bigger
 
 def least_upper_dtype(*ds: DType) -> DType:
-  """The dtype a tensor-tensor op on these dtypes computes in (torch.promote_types, folded)."""
+  """The dtype a tensor-tensor op on these dtypes computes in (torch.promote_types for two; any order gives the same result)."""
   if not ds: raise ValueError("least_upper_dtype needs at least one dtype")
-  out = ds[0].scalar()
-  for d in ds[1:]: out = _promote2(out, d)
+  s = {d.scalar() for d in ds}
+  floats = [d for d in s if dtypes.is_float(d)]
+  if floats:  # ints and bools don't matter once a float is present
+    if len(floats) == 1: return floats[0]
+    if {dtypes.float16, dtypes.bfloat16} <= set(floats): return max(dtypes.float32, *floats, key=lambda d: (d.itemsize, d.priority))
+    if all(dtypes.is_fp8(d) for d in floats): return dtypes.float16
+    return max((d for d in floats if not dtypes.is_fp8(d)), key=lambda d: (d.itemsize, d.priority))
+  out = sorted(s, key=lambda d: d.priority)[0]
+  for d in sorted(s, key=lambda d: d.priority)[1:]: out = _promote2(out, d)
   return out
 
 def least_upper_float(dt: DType) -> DType:

@@ -10,6 +10,7 @@ def getenv(key: str, default: Any = 0) -> Any:
   """The environment variable `key`, converted to the type of `default` (cached: read once per process)."""
   v = os.getenv(key)
   if v is None: return default
+  if isinstance(default, bool): return v.strip().lower() not in ("", "0", "false", "no", "off")
   try: return type(default)(v)
   except ValueError: raise ValueError(f"environment variable {key}={v!r} is not a valid {type(default).__name__}") from None
 

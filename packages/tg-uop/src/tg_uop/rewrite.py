@@ -1,6 +1,6 @@
 """`UPat`, `PatternMatcher` and `graph_rewrite`: the one mechanism every transformation in tg is written in."""
 from __future__ import annotations
-import contextlib, inspect, itertools
+import contextlib, inspect, itertools, math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from tg_uop.dtype import DType
@@ -63,7 +63,8 @@ class UPat:
     """Every way `u` matches this pattern, each a dict of names to UOps (empty if none)."""
     if self.op is not None and u.op not in self.op: return []
     if self.dtype is not None and u.dtype not in self.dtype and u.dtype.scalar() not in self.dtype: return []
-    if self.arg is not None and (u.arg != self.arg or _argkey(u.arg) != self._argk and type(u.arg) is type(self.arg)): return []
+    if self.arg is not None and (u.arg != self.arg or _argkey(u.arg) != self._argk and type(u.arg) is type(self.arg) or
+                                 type(u.arg) is float and type(self.arg) is int and math.copysign(1.0, u.arg) < 0): return []  # 0 is not -0.0
     if self.name is not None:
       if (prev := store.get(self.name)) is not None:
         if prev is not u: return []
@@ -169,7 +170,10 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, bottom_up: boo
         raise RewriteLoopError(f"rewrite rules of {pm.name} loop: {n.op.name} is rewritten back into itself; make the rules converge")
       in_progress.add(n)
       if bottom_up:
+        seen = {n}
         while (r := pm.rewrite(n, ctx)) is not None:
+          if r in seen: raise RewriteLoopError(f"rewrite rules of {pm.name} loop: {r.op.name} is rewritten back into itself; make the rules converge")
+          seen.add(r)
           steps += 1
           if steps > max_steps: raise RewriteLoopError(f"{pm.name} made over {max_steps} rewrites: rules likely loop")
           if r in replace:

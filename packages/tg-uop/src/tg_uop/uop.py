@@ -243,7 +243,7 @@ def sym_infer(x: UOp | int, var_vals: dict[str, int]) -> int:
       if u.arg[0] not in var_vals: raise KeyError(f"no value given for variable {u.arg[0]!r}: pass it in var_vals")
       vals[u] = var_vals[u.arg[0]]
     elif u.op is Ops.BIND: vals[u] = vals[u.src[1]]
-    elif u.op is Ops.CAST: vals[u] = vals[u.src[0]]
+    elif u.op is Ops.CAST: vals[u] = dtypes.as_const(vals[u.src[0]], u.dtype)
     else: vals[u] = exec_alu(u.op, u.dtype, tuple(vals[s] for s in u.src))
   return vals[x]
 
