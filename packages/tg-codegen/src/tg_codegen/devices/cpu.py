@@ -175,7 +175,11 @@ class CPUAllocator(LRUAllocator):
   def _alloc(self, size: int, options: BufferSpec | None) -> Any:
     if options is not None and options.external_ptr is not None: return (ctypes.c_uint8 * size).from_address(options.external_ptr)
     try:
-      if size >= self.mmap_threshold: return (ctypes.c_uint8 * size).from_buffer(mmap.mmap(-1, size))
+      if size >= self.mmap_threshold:
+        # private (not shared: shmem pages get no huge pages) anonymous memory, with huge pages where the kernel allows
+        m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(m, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"): m.madvise(mmap.MADV_HUGEPAGE)
+        return (ctypes.c_uint8 * size).from_buffer(m)
       raw = (ctypes.c_uint8 * (size + 63))()
       return (ctypes.c_uint8 * size).from_buffer(raw, (-ctypes.addressof(raw)) % 64)  # the view keeps `raw` alive
     except (OSError, ValueError) as e: raise MemoryError(f"host allocation of {size} bytes failed: {e}") from e

@@ -17,10 +17,24 @@ def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
     # few outputs, long reductions: spread each reduction over a workgroup
     for amt in (256, 128, 64, 32, 16):
       if (new := _try(info, Opt(OptOps.GROUPTOP, red[0], amt), ren)) is not info: info = new; break  # noqa: E702
-  # register tiling: upcast up to two parallel axes (the last ones first) when the kernel reduces, one otherwise
+  if not ren.has_local:
+    # CPU: the last parallel axis becomes SIMD lanes (16 floats fill an AVX-512 register, two AVX2 ones); with a reduction, a
+    # second axis is upcast too, so each loaded value feeds several accumulators (a register tile, as in a BLAS kernel)
+    if glb:
+      last = glb[-1]
+      for amt in (16, 8, 4):
+        if info.axes[last].size % amt == 0 and (new := _try(info, Opt(OptOps.UPCAST, last, amt), ren)) is not info: info = new; break  # noqa: E702
+      if red and len(glb) > 1:
+        for amt in (8, 4, 2):
+          if info.axes[glb[0]].size % amt == 0 and info.axes[glb[0]].size >= 2 * amt:
+            if (new := _try(info, Opt(OptOps.UPCAST, glb[0], amt), ren)) is not info: info = new; break  # noqa: E702
+    red = _axes(info, AxisType.REDUCE)
+    if red and not glb and info.axes[red[-1]].size % 4 == 0: info = _try(info, Opt(OptOps.UNROLL, red[-1], 4), ren)
+    return list(info.opts)
+  # GPU register tiling: upcast up to two parallel axes (the last ones first) when the kernel reduces, one otherwise
   for i in list(reversed(glb))[:2 if red else 1]:
     size = info.axes[i].size
-    for amt in ((4,) if red else (8, 4)):
+    for amt in ((4,) if red else (4, 2)):
       if size % amt == 0 and size > amt: info = _try(info, Opt(OptOps.UPCAST, i, amt), ren); break  # noqa: E702
   red = _axes(info, AxisType.REDUCE)
   if red and info.axes[red[-1]].size % 4 == 0 and info.axes[red[-1]].size <= 4096:
