@@ -158,9 +158,11 @@ def test_bfloat16_bits_in_memory_are_the_top_half_of_float32():
   assert n == 3
 
 def test_fp8e4m3_saturates_and_has_no_infinity():
-  x = np.array([448.0, 460.0, 1e6, 0.001953125, -0.0], np.float32)
+  # as torch's float8_e4m3fn conversion: out-of-range values and inf saturate to +-448, nan stays nan
+  x = np.array([448.0, 460.0, 1e6, 0.001953125, -0.0, np.inf, -np.inf, np.nan], np.float32)
   out = elementwise(lambda a: a.cast(dtypes.fp8e4m3).cast(dtypes.float32), dtypes.float32, dtypes.float32, x)
-  assert out[0] == 448.0 and out[1] == 448.0 and math.isnan(out[2]) and out[3] == 0.001953125
+  assert out[0] == 448.0 and out[1] == 448.0 and out[2] == 448.0 and out[3] == 0.001953125
+  assert out[5] == 448.0 and out[6] == -448.0 and math.isnan(out[7])
 
 def test_casts_follow_c_conversions():
   x = np.array([-2.9, -0.1, 0.0, 0.7, 2.5, np.nan], np.float32)

@@ -76,7 +76,7 @@ def _safe_second(op: Ops, u: UOp, dt: DType) -> bool:
   return 0 <= u.arg < (8 * dt.itemsize if dt.scalar() != dtypes.index else 32)
 
 # ---- C helpers, emitted only when a program needs them ----
-C_SMALLFLOAT = r"""/* small float formats as bits: (ebits, mbits); e4m3 has no inf and one nan per sign (0x7f), saturating up to 464 */
+C_SMALLFLOAT = r"""/* small float formats as bits: (ebits, mbits); e4m3 has no inf and one nan per sign (0x7f); out-of-range values and inf saturate to +-448, as torch */
 static inline float tg_small2f(unsigned int bits, int ebits, int mbits, int e4m3) {
   unsigned int emax = (1u << ebits) - 1u, e = (bits >> mbits) & emax, m = bits & ((1u << mbits) - 1u), s = (bits >> (ebits + mbits)) & 1u, out;
   int bias = (1 << (ebits - 1)) - 1;
@@ -98,7 +98,7 @@ static inline unsigned int tg_d2small(double v, int ebits, int mbits, int e4m3) 
   unsigned int sign = (unsigned int)(b >> 63) << (ebits + mbits), emax = (1u << ebits) - 1u;
   int e = (int)((b >> 52) & 0x7ffu), bias = (1 << (ebits - 1)) - 1, te, shift;
   unsigned long long m = b & 0xfffffffffffffull;
-  if (e == 0x7ff) return sign | (e4m3 ? 0x7fu : m != 0ull ? ((emax << mbits) | (1u << (mbits - 1))) : (emax << mbits));
+  if (e == 0x7ff) return sign | (e4m3 ? (m != 0ull ? 0x7fu : 0x7eu) : m != 0ull ? ((emax << mbits) | (1u << (mbits - 1))) : (emax << mbits));
   te = e - 1023 + bias;
   shift = 52 - mbits + (te < 1 ? 1 - te : 0);
   full = m | (1ull << 52);
@@ -108,7 +108,7 @@ static inline unsigned int tg_d2small(double v, int ebits, int mbits, int e4m3) 
     if (rem > half || (rem == half && (r & 1ull))) r++;
   }
   mag = te < 1 ? r : ((unsigned long long)(te - 1) << mbits) + r;
-  if (mag > (e4m3 ? 0x7eull : (unsigned long long)((emax << mbits) - 1u))) return sign | (e4m3 ? 0x7fu : (emax << mbits));
+  if (mag > (e4m3 ? 0x7eull : (unsigned long long)((emax << mbits) - 1u))) return sign | (e4m3 ? 0x7eu : (emax << mbits));
   return sign | (unsigned int)mag;
 }
 """
