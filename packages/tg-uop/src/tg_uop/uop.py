@@ -189,6 +189,25 @@ class UOp(metaclass=UOpMetaClass):
     if len({s.dtype for s in srcs}) != 1: raise TypeError(f"VECTORIZE needs sources of one dtype, got {[s.dtype for s in srcs]}")
     return srcs[0] if len(srcs) == 1 else UOp(Ops.VECTORIZE, srcs[0].dtype.vec(len(srcs)), srcs)
 
+  # ---- tensor-level construction (movement, reduce, materialization); shapes are checked when `.shape` is read ----
+  def _mop(self, op: Ops, arg) -> UOp:
+    out = UOp(op, self.dtype, (self,), arg)
+    _ = out.shape  # raises a clear error now, not when the graph is scheduled
+    return out
+  def reshape(self, shape: tuple) -> UOp: return self if tuple(shape) == self.shape else self._mop(Ops.RESHAPE, tuple(shape))
+  def permute(self, order: tuple) -> UOp: return self if tuple(order) == tuple(range(len(order))) else self._mop(Ops.PERMUTE, tuple(order))
+  def expand(self, shape: tuple) -> UOp: return self if tuple(shape) == self.shape else self._mop(Ops.EXPAND, tuple(shape))
+  def pad(self, padding: tuple) -> UOp:
+    return self if all(b == 0 and e == 0 for b, e in padding) else self._mop(Ops.PAD, tuple(tuple(p) for p in padding))
+  def shrink(self, arg: tuple) -> UOp:
+    return self if all(b == 0 and e == d for (b, e), d in zip(arg, self.shape)) else self._mop(Ops.SHRINK, tuple(tuple(a) for a in arg))
+  def flip(self, axes: tuple) -> UOp: return self if not any(axes) else self._mop(Ops.FLIP, tuple(bool(a) for a in axes))
+  def reduce_axis(self, op: Ops, axes: tuple) -> UOp:
+    """Reduce `axes` away with `op` (ADD, MUL or MAX); the result has no size-1 placeholder axes (DESIGN.md point 2)."""
+    if op not in (Ops.ADD, Ops.MUL, Ops.MAX): raise ValueError(f"reduce op must be ADD, MUL or MAX, got {op}")
+    return self if not axes else self._mop(Ops.REDUCE_AXIS, (op, tuple(sorted(axes))))
+  def contiguous(self, arg=None) -> UOp: return UOp(Ops.CONTIGUOUS, self.dtype, (self,), arg)
+
   # ---- symbolic helpers ----
   def simplify(self) -> UOp:
     """This expression after the symbolic rules."""
