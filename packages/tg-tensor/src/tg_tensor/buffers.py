@@ -1,0 +1,50 @@
+"""Tensor-level BUFFER UOps and the device memory behind them.
+
+A BUFFER UOp is `UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), arg=(size, uid))`; its memory is a
+`tg_uop.runtime.buffer.Buffer`, kept exactly as long as the UOp lives (a weak-keyed table), so dropping the last Tensor frees it."""
+from __future__ import annotations
+import itertools, weakref
+from tg_uop.dtype import DType, dtypes, from_np_name
+from tg_uop.ops import Ops
+from tg_uop.uop import UOp
+
+_uid = itertools.count()
+_buffers: weakref.WeakKeyDictionary[UOp, object] = weakref.WeakKeyDictionary()
+
+def canonical_device(device: str | None) -> str:
+  """The registry's canonical name for `device` (the default device when None)."""
+  from tg_uop.device import Device
+  return Device.canonicalize(device) if device is not None else Device.DEFAULT
+
+def new_buffer(device: str, size: int, dtype: DType) -> UOp:
+  """A fresh BUFFER UOp of `size` elements on `device` (memory is allocated on first use)."""
+  from tg_uop.runtime.buffer import Buffer
+  if size < 0: raise ValueError(f"a buffer can't have a negative size ({size})")
+  dev = canonical_device(device)
+  u = UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=dev),), (size, next(_uid)))
+  _buffers[u] = Buffer(dev, max(size, 1), dtype)
+  return u
+
+def get_buffer(u: UOp):
+  """The Buffer behind a BUFFER UOp (or a view of one: RESHAPE of a BUFFER)."""
+  while u.op is Ops.RESHAPE: u = u.src[0]
+  if u.op is not Ops.BUFFER: raise ValueError(f"{u.op.name} is not a realized buffer: realize it first")
+  return _buffers[u]
+
+def buffer_device(u: UOp) -> str: return u.src[0].arg
+
+def from_numpy(arr, device: str | None = None) -> UOp:
+  """A BUFFER holding a copy of numpy array `arr`, reshaped to its shape."""
+  import numpy as np
+  arr = np.ascontiguousarray(arr)
+  dt = dtypes.bool if arr.dtype == np.bool_ else from_np_name(arr.dtype.name)
+  buf = new_buffer(device, arr.size, dt)
+  if arr.size: get_buffer(buf).allocate().copyin(memoryview(arr.reshape(-1).view(np.uint8)))
+  return buf.reshape(arr.shape)
+
+def from_bytes(data: bytes, dtype: DType, device: str | None = None) -> UOp:
+  """A 1-D BUFFER over raw bytes interpreted as `dtype`."""
+  if len(data) % dtype.itemsize: raise ValueError(f"{len(data)} bytes is not a whole number of {dtype} elements ({dtype.itemsize} bytes each)")
+  buf = new_buffer(device, len(data) // dtype.itemsize, dtype)
+  if data: get_buffer(buf).allocate().copyin(memoryview(bytearray(data)))
+  return buf
