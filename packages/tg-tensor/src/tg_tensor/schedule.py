@@ -34,8 +34,8 @@ def materialize_points(outs: list[UOp]) -> set[UOp]:
   """The tensor-level UOps that get their own buffer. The rules, in order:
   1. every requested output that is not already a buffer;
   2. CONTIGUOUS (the user asked for it) and COPY (data moves between devices);
-  3. a REDUCE_AXIS whose result is broadcast back with EXPAND or feeds another REDUCE_AXIS: fusing it would recompute the
-     whole reduction once per element of the consumer;
+  3. a REDUCE_AXIS whose result is broadcast back with EXPAND: fusing it would recompute the whole reduction once per element
+     of the broadcast (a reduction feeding another reduction directly is fused: it runs once per outer iteration, no waste);
   4. ASSIGN targets are written in place."""
   topo = UOp.sink(*outs).toposort()
   users: dict[UOp, list[UOp]] = {}
@@ -52,7 +52,7 @@ def materialize_points(outs: list[UOp]) -> set[UOp]:
       v = stack.pop()
       if v in seen or v in out: continue
       seen.add(v)
-      if v.op in (Ops.EXPAND, Ops.REDUCE_AXIS): out.add(u); break
+      if v.op is Ops.EXPAND: out.add(u); break
       stack.extend(users.get(v, []))
   return out
 

@@ -1,0 +1,87 @@
+"""The scheduler on tensor-level UOps: kernel counts for standard patterns, and values against numpy on the CPU."""
+import numpy as np
+import pytest
+from tg_uop import UOp, dtypes, Ops
+from tg_tensor.buffers import from_numpy, get_buffer
+from tg_tensor.engine import realize
+from tg_tensor.schedule import create_schedule, ScheduleError
+
+def npy(u: UOp) -> np.ndarray:
+  out = np.empty(u.shape, dtype=np.float32)
+  get_buffer(u).copyout(memoryview(out).cast("B"))
+  return out
+
+def kernels(*outs: UOp) -> int:
+  items, _ = create_schedule(list(outs), "CPU")
+  return sum(it.ast is not None for it in items)
+
+@pytest.fixture
+def data():
+  rng = np.random.default_rng(0)
+  a, b, w = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal(16).astype(np.float32), rng.standard_normal((16, 4)).astype(np.float32)
+  return a, b, w, from_numpy(a, "CPU"), from_numpy(b, "CPU"), from_numpy(w, "CPU")
+
+def bcast(x: UOp, shape) -> UOp: return x.reshape((1,) * (len(shape) - len(x.shape)) + x.shape).expand(shape)
+
+def test_add_then_sum_is_one_kernel(data):
+  a, b, _, A, B, _ = data
+  s = (A + bcast(B, (8, 16))).reduce_axis(Ops.ADD, (0, 1))
+  assert kernels(s) == 1
+  assert np.allclose(npy(realize(s)[0]), (a + b).sum(), rtol=1e-5)
+
+def test_softmax_is_at_most_three_kernels(data):
+  a, _, _, A, _, _ = data
+  m = A.reduce_axis(Ops.MAX, (1,)).reshape((8, 1)).expand((8, 16))
+  e = ((A - m) * UOp.const(dtypes.float32, 1.4426950408889634).reshape((1, 1)).expand((8, 16))).alu(Ops.EXP2)
+  sm = e * bcast(e.reduce_axis(Ops.ADD, (1,)), (16, 8)).permute((1, 0)).alu(Ops.RECIP)
+  assert kernels(sm) <= 3
+  ref = np.exp(a - a.max(1, keepdims=True)); ref /= ref.sum(1, keepdims=True)
+  np.testing.assert_allclose(npy(realize(sm)[0]), ref, rtol=1e-5, atol=1e-6)
+
+def test_matmul_bias_relu_is_one_kernel(data):
+  a, b, w, A, _, W = data
+  bias = from_numpy(np.arange(4, dtype=np.float32), "CPU")
+  mm = (A.reshape((8, 16, 1)).expand((8, 16, 4)) * W.reshape((1, 16, 4)).expand((8, 16, 4))).reduce_axis(Ops.ADD, (1,))
+  out = (mm + bcast(bias, (8, 4))).maximum(UOp.const(dtypes.float32, 0.0).reshape((1, 1)).expand((8, 4)))
+  assert kernels(out) == 1
+  np.testing.assert_allclose(npy(realize(out)[0]), np.maximum(a @ w + np.arange(4), 0), rtol=1e-5, atol=1e-5)
+
+def test_movement_ops_become_index_math(data):
+  a, _, _, A, _, _ = data
+  x = A.permute((1, 0)).pad(((1, 2), (0, 3))).flip((True, False)).shrink(((1, 18), (2, 10)))
+  assert kernels(x) == 1
+  np.testing.assert_array_equal(npy(realize(x)[0]), np.pad(a.T, ((1, 2), (0, 3)))[::-1][1:18, 2:10])
+
+def test_reshape_across_axes(data):
+  a, _, _, A, _, _ = data
+  x = A.reshape((4, 32)).permute((1, 0)).reshape((8, 16))
+  np.testing.assert_array_equal(npy(realize(x)[0]), a.reshape(4, 32).T.reshape(8, 16))
+
+def test_contiguous_is_a_materialization_barrier(data):
+  _, _, _, A, _, _ = data
+  y = (A + A).contiguous()
+  assert kernels(y * y) == 2
+
+def test_reduce_of_reduce_fuses_into_one_kernel(data):
+  a, _, _, A, _, _ = data
+  s = A.reduce_axis(Ops.MAX, (1,)).reduce_axis(Ops.ADD, (0,))
+  assert kernels(s) == 1
+  assert np.allclose(npy(realize(s)[0]), a.max(1).sum(), rtol=1e-5)
+
+def test_mixing_devices_is_a_clear_error(data):
+  a, _, _, A, _, _ = data
+  P = from_numpy(a, "PYTHON")
+  with pytest.raises(ScheduleError, match="mixes tensors on devices"): create_schedule([A + P], "CPU")
+
+def test_assign_reading_other_positions_uses_a_temporary(data):
+  a, _, _, A, _, _ = data
+  target = from_numpy(a.copy(), "CPU")
+  x = UOp(Ops.ASSIGN, dtypes.float32, (target, target.flip((True, False)) + target))
+  realize(x)
+  np.testing.assert_array_equal(npy(target), a[::-1] + a)
+
+def test_assign_elementwise_in_place(data):
+  a, _, _, A, _, _ = data
+  target = from_numpy(a.copy(), "CPU")
+  realize(UOp(Ops.ASSIGN, dtypes.float32, (target, target * target)))
+  np.testing.assert_array_equal(npy(target), a * a)
