@@ -46,6 +46,9 @@ def tests(session: nox.Session) -> None:
   """Every package with its test extras, plus the cross-package tests in tests/, in one venv."""
   # hatchling lets tests/test_packaging.py build wheels without downloading a build backend each time
   session.install(*(_path(p, "test") for p in PACKAGES), "hatchling")
+  # PyTorch is the reference many tests compare against; they skip (saying so) where it can't be installed
+  try: session.install("torch==2.13.0")
+  except Exception as e: session.warn(f"torch==2.13.0 not installed ({e}): tests comparing against PyTorch will be skipped")
   _pytest(session, [f"packages/{p}/tests" for p in PACKAGES] + ["tests"])
 
 def _package_session(pkg: str) -> None:
