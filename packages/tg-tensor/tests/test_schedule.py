@@ -18,7 +18,7 @@ def kernels(*outs: UOp) -> int:
 @pytest.fixture
 def data():
   rng = np.random.default_rng(0)
-  a, b, w = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal(16).astype(np.float32), rng.standard_normal((16, 4)).astype(np.float32)
+  a, b, w = (rng.standard_normal(s).astype(np.float32) for s in ((8, 16), (16,), (16, 4)))
   return a, b, w, from_numpy(a, "CPU"), from_numpy(b, "CPU"), from_numpy(w, "CPU")
 
 def bcast(x: UOp, shape) -> UOp: return x.reshape((1,) * (len(shape) - len(x.shape)) + x.shape).expand(shape)

@@ -104,7 +104,8 @@ def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
   ax = info.axes[opt.axis]
   amt = opt.arg if opt.arg is not None else 0
   if opt.op is OptOps.UPCAST:
-    if ax.type not in (AxisType.GLOBAL, AxisType.LOCAL): raise KernelOptError(f"UPCAST needs a global or local axis, axis {opt.axis} is {ax.type.name}")
+    if ax.type not in (AxisType.GLOBAL, AxisType.LOCAL):
+      raise KernelOptError(f"UPCAST needs a global or local axis, axis {opt.axis} is {ax.type.name}")
     if (amt or ax.size) > 64: raise KernelOptError(f"an upcast of {amt or ax.size} is too large (at most 64)")
     out = _split(info, opt.axis, amt, AxisType.UPCAST)
   elif opt.op is OptOps.UNROLL:
@@ -150,7 +151,8 @@ def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
 def _check_limits(info: KernelInfo, ren) -> None:
   locs = [a.size for a in info.axes if a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE)]
   lmax = prod(ren.local_max) if getattr(ren, "local_max", None) else 0
-  if locs and prod(locs) > min(lmax or 1024, 1024): raise KernelOptError(f"{prod(locs)} threads per block exceed the limit of {min(lmax or 1024, 1024)}")
+  limit = min(lmax or 1024, 1024)
+  if locs and prod(locs) > limit: raise KernelOptError(f"{prod(locs)} threads per block exceed the limit of {limit}")
   ups = [a.size for a in info.axes if a.type in (AxisType.UPCAST, AxisType.UNROLL)]
   if prod(ups) > 256: raise KernelOptError(f"upcasts and unrolls of {prod(ups)} lanes exceed 256")
 

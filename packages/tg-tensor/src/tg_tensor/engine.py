@@ -4,7 +4,6 @@ Compiled kernels are kept per (kernel, device), so running the same graph again 
 a new process skip compiling too)."""
 from __future__ import annotations
 from tg_uop.helpers import DEBUG
-from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_tensor.buffers import get_buffer
 from tg_tensor.schedule import ScheduleItem, create_schedule, _base

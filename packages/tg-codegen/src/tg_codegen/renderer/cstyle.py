@@ -76,7 +76,7 @@ def _safe_second(op: Ops, u: UOp, dt: DType) -> bool:
   return 0 <= u.arg < (8 * dt.itemsize if dt.scalar() != dtypes.index else 32)
 
 # ---- C helpers, emitted only when a program needs them ----
-C_SMALLFLOAT = r"""/* small float formats as bits: (ebits, mbits); e4m3 has no inf and one nan per sign (0x7f); out-of-range values and inf saturate to +-448, as torch */
+C_SMALLFLOAT = r"""/* small float formats as bits: (ebits, mbits); e4m3: no inf, nan 0x7f; out of range and inf saturate to +-448 (torch) */
 static inline float tg_small2f(unsigned int bits, int ebits, int mbits, int e4m3) {
   unsigned int emax = (1u << ebits) - 1u, e = (bits >> mbits) & emax, m = bits & ((1u << mbits) - 1u), s = (bits >> (ebits + mbits)) & 1u, out;
   int bias = (1 << (ebits - 1)) - 1;

@@ -32,7 +32,8 @@ class PackageConformance:
 
   def _skip_unless_installed(self) -> md.Distribution:
     import pytest
-    if (d := installed_dist(self.dist, self.module)) is None: pytest.skip(f"{self.module} is imported from a source tree, not an installed {self.dist}")
+    if (d := installed_dist(self.dist, self.module)) is None:
+      pytest.skip(f"{self.module} is imported from a source tree, not an installed {self.dist}")
     return d
   def test_imports_and_exposes_a_version(self):
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", importlib.import_module(self.module).__version__)
