@@ -4,20 +4,23 @@ Compiled kernels are kept per (kernel, device), so running the same graph again 
 a new process skip compiling too)."""
 from __future__ import annotations
 from tg_uop.helpers import DEBUG
+from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_tensor.buffers import get_buffer
-from tg_tensor.schedule import ScheduleItem, create_schedule, _base
+from tg_tensor.memory import plan_memory
+from tg_tensor.schedule import ScheduleItem, schedule_cached, _base
 
 _runners: dict[tuple[UOp, str], object] = {}
 kernel_count = 0  # kernels run by this process (the demo and tests read it)
 
-def run_schedule(items: list[ScheduleItem]) -> None:
-  """Run the steps in order on their devices."""
+def run_schedule(items: list[ScheduleItem], share: dict[UOp, UOp] | None = None) -> None:
+  """Run the steps in order on their devices; `share` maps intermediate buffers to the one whose memory they use."""
   global kernel_count
   from tg_uop.device import Device
   from tg_codegen.program import get_program, CompiledRunner
+  share = share or {}
   for it in items:
-    bufs = [get_buffer(b) for b in it.bufs]
+    bufs = [get_buffer(share.get(b, b)) for b in it.bufs]
     for b in bufs:
       if not b.is_allocated(): b.allocate()
     if it.ast is None:
@@ -32,8 +35,10 @@ def run_schedule(items: list[ScheduleItem]) -> None:
 def realize(*uops: UOp) -> list[UOp]:
   """Compute `uops`; returns for each an equivalent UOp that is a BUFFER (behind a RESHAPE to its shape) holding the data."""
   from tg_uop.device import Device
-  items, realized = create_schedule(list(uops), Device.DEFAULT)
-  run_schedule(items)
+  items, realized = schedule_cached(list(uops), Device.DEFAULT)
+  keep = {b for u in uops for b in ([realized[u]] if u in realized else [])} | {b for u in uops if (b := _base(u)) is not None}
+  keep |= {b for u in UOp.sink(*uops).toposort() if u.op is Ops.BUFFER for b in (u,)}  # inputs and assign targets
+  run_schedule(items, plan_memory(items, keep).share)
   out = []
   for u in uops:
     b = realized[u] if u in realized else _base(u)

@@ -183,3 +183,29 @@ def create_schedule(outs: list[UOp], default_device: str) -> tuple[list[Schedule
 
 def _reads_elsewhere(val: UOp, g: UOp, store_idx: UOp) -> bool:
   return any(x.op is Ops.INDEX and x.src[0] is g and x.src[1] is not store_idx for x in val.toposort())
+
+# ---- schedule cache: graphs that differ only in which buffers they read reuse one schedule ----
+_cache: dict[tuple, tuple[list[ScheduleItem], tuple[UOp, ...], tuple[UOp, ...]]] = {}
+CACHE_LIMIT = 256
+cache_stats = {"hits": 0, "misses": 0}
+
+def schedule_cached(outs: list[UOp], default_device: str) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:
+  """`create_schedule`, cached by graph structure: every BUFFER is replaced by a numbered placeholder, so a training step that
+  runs the same graph on new buffers is scheduled once. Buffers the schedule creates are fresh on every call."""
+  bufs = [u for u in UOp.sink(*outs).toposort() if u.op is Ops.BUFFER]
+  ph = {b: UOp(Ops.BUFFER, b.dtype, b.src, (b.arg[0], -(i + 1))) for i, b in enumerate(bufs)}
+  template = UOp.sink(*outs).substitute(ph)
+  key = (template, default_device)
+  if (hit := _cache.get(key)) is None:
+    cache_stats["misses"] += 1
+    items, realized = create_schedule(list(template.src), default_device)
+    created = tuple(dict.fromkeys(b for it in items for b in it.bufs if b.arg[1] >= 0))
+    hit = (items, tuple(realized[t] if t in realized else _base(t) for t in template.src), created)
+    if len(_cache) >= CACHE_LIMIT: _cache.pop(next(iter(_cache)))
+    _cache[key] = hit
+  else: cache_stats["hits"] += 1
+  items, outs_t, created = hit
+  back: dict[UOp, UOp] = {v: k for k, v in ph.items()}
+  back.update({c: new_buffer(c.src[0].arg, c.arg[0], c.dtype) for c in created})
+  new_items = [ScheduleItem(it.ast, tuple(back.get(b, b) for b in it.bufs), it.device, it.meta) for it in items]
+  return new_items, {o: back.get(t, t) for o, t in zip(outs, outs_t) if t is not None}
