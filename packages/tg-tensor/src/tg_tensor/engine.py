@@ -12,6 +12,7 @@ from tg_tensor.schedule import ScheduleItem, schedule_cached, _base
 
 _runners: dict[tuple[UOp, str], object] = {}
 kernel_count = 0  # kernels run by this process (the demo and tests read it)
+capturing: list | None = None  # TinyJit sets a list here to record each step run: (runner or None for a copy, buffer UOps)
 
 def run_schedule(items: list[ScheduleItem], share: dict[UOp, UOp] | None = None) -> None:
   """Run the steps in order on their devices; `share` maps intermediate buffers to the one whose memory they use."""
@@ -20,17 +21,20 @@ def run_schedule(items: list[ScheduleItem], share: dict[UOp, UOp] | None = None)
   from tg_codegen.program import get_program, CompiledRunner
   share = share or {}
   for it in items:
-    bufs = [get_buffer(share.get(b, b)) for b in it.bufs]
+    ubufs = tuple(share.get(b, b) for b in it.bufs)
+    bufs = [get_buffer(b) for b in ubufs]
     for b in bufs:
       if not b.is_allocated(): b.allocate()
     if it.ast is None:
       bufs[0].copy_from(bufs[1])
+      if capturing is not None: capturing.append((None, ubufs))
       continue
     key = (it.ast, it.device)
     if (runner := _runners.get(key)) is None:
       runner = _runners[key] = CompiledRunner(it.device, get_program(it.ast, Device[it.device].renderer, None, it.device))
     runner(bufs, wait=DEBUG >= 2)
     kernel_count += 1
+    if capturing is not None: capturing.append((runner, ubufs))
 
 def realize(*uops: UOp) -> list[UOp]:
   """Compute `uops`; returns for each an equivalent UOp that is a BUFFER (behind a RESHAPE to its shape) holding the data."""
