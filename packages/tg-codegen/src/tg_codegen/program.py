@@ -27,6 +27,24 @@ class ProgramSpec:
   flops: int = 0
   mem_bytes: int = 0
 
+def estimate_ast(ast: UOp) -> tuple[int, int]:
+  """(FLOPs, bytes) of a kernel before lowering, so the figures don't depend on the opts: each float ALU op (and each step of a
+  float reduction) counts once per iteration of the ranges it depends on; bytes are the sizes of the buffers the kernel touches."""
+  rngs: dict[UOp, frozenset] = {}
+  flops, mem = 0, 0
+  for u in ast.toposort():
+    rngs[u] = frozenset().union(*(rngs[s] for s in u.src)) | ({u} if u.op is Ops.RANGE else frozenset())
+    if (u.op in GroupOp.ALU or u.op is Ops.REDUCE) and dtypes.is_float(u.dtype):
+      live = rngs[u.src[0]] if u.op is Ops.REDUCE else rngs[u]
+      flops += u.dtype.count * _prod_sizes(live)
+    if u.op is Ops.DEFINE_GLOBAL: mem += max(u.dtype.size, 0) * u.dtype.base.itemsize
+  return flops, mem
+
+def _prod_sizes(rngs) -> int:
+  out = 1
+  for r in rngs: out *= r.src[0].arg if r.src[0].op is Ops.CONST else 1
+  return out
+
 def estimate(uops: list[UOp]) -> tuple[int, int]:
   """(FLOPs, bytes moved) of a linearized program, counting each op once per loop iteration."""
   mult, stack, flops, mem = 1, [], 0, 0
@@ -64,7 +82,7 @@ def get_program(ast: UOp, ren, opts: list[Opt] | None = None, device: str | None
   src = ren.render(name, uops)
   gl = sorted((u for u in uops if u.op is Ops.DEFINE_GLOBAL), key=lambda u: u.arg)
   vs = [u for u in uops if u.op is Ops.DEFINE_VAR]
-  flops, mem = estimate(uops)
+  flops, mem = estimate_ast(ast)
   if DEBUG >= 3: print(f"{name}: opts {list(info.opts)}")
   if DEBUG >= 4: print(src)
   return ProgramSpec(name, src, uops, low.global_size, low.local_size, info, [u.arg for u in gl], vs, flops, mem)

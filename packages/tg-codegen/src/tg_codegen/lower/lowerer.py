@@ -241,7 +241,9 @@ def lower_reduces(sink: UOp) -> UOp:
       for o in others: base = base * o.src[0].arg + o
       smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(size * prod(o.src[0].arg for o in others), "local"), (), next(locs))
       bar = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.STORE, dtypes.void, (smem.index(base * size + lid), val)),))
-      val = _fold(u.arg, [UOp(Ops.LOAD, x.dtype, (smem.index(base * size + k), bar)) for k in range(size)])
+      # only the first thread of the group reads the partial results back (the others' loads are gated off: no memory traffic)
+      first = _fold(Ops.AND, [g.eq(0) for g in grp])
+      val = _fold(u.arg, [UOp(Ops.LOAD, x.dtype, (smem.index(base * size + k, gate=first), ident, bar)) for k in range(size)])
       group_lidx.extend(g for g in grp if g not in group_lidx)
     new[u] = val
   out = new[sink]

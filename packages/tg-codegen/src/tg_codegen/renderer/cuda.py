@@ -374,7 +374,7 @@ class CUDARenderer(Renderer):
     if dtypes.bfloat16 in dts or any(tc.dtype_in == dtypes.bfloat16 for tc in wmmas.values()): out.append("#include <cuda_bf16.h>")
     out += self._struct_defs()
     if self.need_bitcast:
-      out.append("template <class T, class F> __device__ __forceinline__ T tg_bitcast(F f) { T t; __builtin_memcpy(&t, &f, sizeof(T)); return t; }")
+      out.append("template <class T, class F> __device__ __forceinline__ T tg_bitcast(F f) { T t; memcpy(&t, &f, sizeof(T)); return t; }")
     for fn, tc in wmmas.items():
       ta, tb = self._type(tc.dtype_in.vec(8)), self._type(tc.dtype_in.vec(4))
       it = "f16" if tc.dtype_in == dtypes.float16 else "bf16"
