@@ -32,9 +32,10 @@ def run_schedule(items: list[ScheduleItem], share: dict[UOp, UOp] | None = None)
     key = (it.ast, it.device)
     if (runner := _runners.get(key)) is None:
       runner = _runners[key] = CompiledRunner(it.device, get_program(it.ast, Device[it.device].renderer, None, it.device))
-    runner(bufs, wait=DEBUG >= 2)
+    # a buffer whose loads folded away during lowering is no longer a parameter of the compiled kernel
+    runner([bufs[i] for i in runner.spec.globals], wait=DEBUG >= 2)
     kernel_count += 1
-    if capturing is not None: capturing.append((runner, ubufs))
+    if capturing is not None: capturing.append((runner, tuple(ubufs[i] for i in runner.spec.globals)))
 
 def realize(*uops: UOp) -> list[UOp]:
   """Compute `uops`; returns for each an equivalent UOp that is a BUFFER (behind a RESHAPE to its shape) holding the data."""

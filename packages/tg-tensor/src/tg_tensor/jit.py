@@ -71,6 +71,7 @@ class TinyJit:
         raise JitError(f"input {i} changed {', '.join(what)}: captured with shape={sig[0]} dtype={sig[1]!r} device={sig[2]!r}, got "
                        f"shape={t.shape} dtype={t.dtype!r} device={t.device!r}; call .reset() on the jit to capture again")
     from tg_tensor.buffers import new_buffer, get_buffer
+    from tg_tensor import engine
     m: dict[UOp, UOp] = {old: _base(t.uop) for old, t in zip(c.inputs, ins)}
     m.update({o: new_buffer(o.src[0].arg, o.arg[0], o.dtype) for o in c.outputs if o not in m and o in c.fresh})
     for runner, bufs in c.steps:
@@ -78,7 +79,9 @@ class TinyJit:
       for b in real:
         if not b.is_allocated(): b.allocate()
       if runner is None: real[0].copy_from(real[1])
-      else: runner(real)
+      else:
+        runner(real)
+        engine.kernel_count += 1
     return _rebuild(c.structure, [m.get(o, o) for o in c.outputs])
 
 def _flatten(ret: Any) -> list:

@@ -132,10 +132,16 @@ def _unlinear(lin: UOp, shape: tuple) -> tuple:
   return tuple(UOp.const(dtypes.index, 0) if s == 1 else (lin // st if st > 1 else lin) % s for st, s in zip(_strides(shape), shape))
 
 def _device_of(u: UOp, realized: dict[UOp, UOp]) -> set[str]:
+  """The devices of the buffers `u` reads (a realized value counts as its buffer; the graph behind it is not walked)."""
   devs: set[str] = set()
-  for x in u.toposort(gate=lambda x: x not in realized or x is u):
+  stack, seen = [u], set()
+  while stack:
+    x = stack.pop()
+    if x in seen: continue
+    seen.add(x)
     if x in realized and x is not u: devs.add(buffer_device(realized[x]))
     elif x.op is Ops.BUFFER: devs.add(buffer_device(x))
+    else: stack.extend(x.src)
   return devs
 
 def create_schedule(outs: list[UOp], default_device: str) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:

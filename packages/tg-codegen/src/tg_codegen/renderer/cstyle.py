@@ -235,7 +235,8 @@ class CStyleRenderer(Renderer):
     """The declaration of vector type `dt`: GCC vector extension, padded up to a power of two lanes (bools as bytes)."""
     scalar = "unsigned char" if dt.scalar() == dtypes.bool else self.render_dtype(dt.scalar())
     lanes = 1 << (dt.count - 1).bit_length()
-    return f"typedef {scalar} {self.render_dtype(dt)} __attribute__((vector_size({lanes * dt.scalar().itemsize})));"
+    size = 4 if dt.scalar() == dtypes.index else dt.scalar().itemsize  # index renders as int
+    return f"typedef {scalar} {self.render_dtype(dt)} __attribute__((vector_size({lanes * size})));"
   def render_vector(self, dt: DType, lanes: list[str]) -> str:
     """An expression building a vector of dtype `dt` from scalar lane expressions."""
     return f"(({self.render_dtype(dt)}){{{','.join(lanes)}}})"
@@ -281,7 +282,7 @@ class CStyleRenderer(Renderer):
     if dtypes.bfloat16 in used: out.append(C_BF16)
     if used & {dtypes.fp8e4m3, dtypes.fp8e5m2}: out.append(C_FP8)
     if st.threefry: out.append(C_THREEFRY)
-    out += [self.render_vector_typedef(d) for d in sorted(st.dtypes, key=lambda d: (d.scalar().name, d.count)) if d.count > 1]
+    out += list(dict.fromkeys(self.render_vector_typedef(d) for d in sorted(st.dtypes, key=lambda d: (d.scalar().name, d.count)) if d.count > 1))
     return out
   def wrap_body(self, st: RenderState) -> list[str]:
     """The kernel body's lines, with whatever the launch model needs around them."""
