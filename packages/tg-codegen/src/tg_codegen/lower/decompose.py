@@ -29,7 +29,7 @@ _generic = [
   (UPat(Ops.SUB, src=(_x, _y)), lambda x, y: x + y.neg(), Ops.SUB),
   (UPat(Ops.CMPEQ, src=(_x, _y)), lambda x, y: x.ne(y).ne(True), Ops.CMPEQ),
   (UPat(Ops.FDIV, src=(_x, _y)), lambda x, y: x * y.alu(Ops.RECIP), Ops.FDIV),
-  (UPat(Ops.THREEFRY, dtype=dtypes.uint64, src=(_x, _y)), threefry2x32, Ops.THREEFRY),
+  (UPat(Ops.THREEFRY, dtype=dtypes.uint64, src=(_x, _y)), lambda x, y: threefry2x32(x, y), Ops.THREEFRY),
 ]
 
 def supported_ops(ren) -> set[Ops]:
