@@ -7,7 +7,8 @@ from tg_uop.uop import UOp
 
 def threefry2x32(x: UOp, key: UOp) -> UOp:
   """THREEFRY (threefry2x32, 20 rounds) on uint64 `x` and `key` in 32-bit ops, bit-exact with tg_uop.alu's reference."""
-  u32, u64 = dtypes.uint32, dtypes.uint64
+  n = x.dtype.count  # vectors work lane-wise
+  u32, u64 = dtypes.uint32.vec(n), dtypes.uint64.vec(n)
   lo = lambda v: v.cast(u32)  # noqa: E731  (uint64 -> uint32 keeps the low half)
   hi = lambda v: (v >> v.const_like(32)).cast(u32)  # noqa: E731
   ks = [lo(key), hi(key)]
@@ -29,7 +30,7 @@ _generic = [
   (UPat(Ops.SUB, src=(_x, _y)), lambda x, y: x + y.neg(), Ops.SUB),
   (UPat(Ops.CMPEQ, src=(_x, _y)), lambda x, y: x.ne(y).ne(True), Ops.CMPEQ),
   (UPat(Ops.FDIV, src=(_x, _y)), lambda x, y: x * y.alu(Ops.RECIP), Ops.FDIV),
-  (UPat(Ops.THREEFRY, dtype=dtypes.uint64, src=(_x, _y)), lambda x, y: threefry2x32(x, y), Ops.THREEFRY),
+  (UPat(Ops.THREEFRY, dtype=(dtypes.uint64,), src=(_x, _y)), lambda x, y: threefry2x32(x, y), Ops.THREEFRY),
 ]
 
 def supported_ops(ren) -> set[Ops]:
