@@ -90,3 +90,23 @@ def test_loop_invariant_loads_are_hoisted():
   spec = get_program(examples.row_reduce(4, 8).ast, Device["PYTHON"].renderer, [])
   ranges = [u for u in spec.uops if u.op is Ops.RANGE]
   assert len(ranges) == 1 and spec.global_size == (4, 1, 1)
+
+@pytest.mark.parametrize("dev", ["PYTHON", "CPU"])
+def test_symbolic_size_kernel_runs_only_the_variable_range(dev):
+  from tg_uop import UOp, dtypes
+  from tg_uop.runtime.buffer import Buffer
+  from tg_codegen.program import get_program, CompiledRunner
+  if dev == "CPU" and _cpu_ok() is not None: pytest.skip("CPU device unavailable")
+  n = UOp.variable("n", 1, 64)
+  out, a = (UOp(Ops.DEFINE_GLOBAL, dtypes.float32.ptr(64), (), i) for i in range(2))
+  r = UOp.range(n, 0)
+  ast = UOp.sink(out.index(r).store(a.index(r).load() * 2.0).end(r))
+  runner = CompiledRunner(dev, get_program(ast, Device[dev].renderer, None, dev))
+  bo, ba = Buffer(dev, 64, dtypes.float32).allocate(), Buffer(dev, 64, dtypes.float32).allocate()
+  x = np.arange(64, dtype=np.float32)
+  ba.copyin(memoryview(x).cast("B")); bo.copyin(memoryview(np.zeros(64, np.float32)).cast("B"))  # noqa: E702
+  for nv in (10, 3):
+    runner([bo, ba], {"n": nv}, wait=True)
+  got = np.empty(64, np.float32); bo.copyout(memoryview(got).cast("B"))  # noqa: E702
+  np.testing.assert_array_equal(got, np.where(np.arange(64) < 10, x * 2, 0))
+  with pytest.raises(ValueError, match="outside its bounds"): runner([bo, ba], {"n": 65})

@@ -64,9 +64,6 @@ def kernel_ranges(ast: UOp) -> tuple[list[UOp], list[UOp]]:
 def initial_info(ast: UOp) -> KernelInfo:
   """The KernelInfo of an unoptimized kernel: every non-reduce range GLOBAL, every reduce range REDUCE."""
   g, r = kernel_ranges(ast)
-  for x in g + r:
-    if x.src[0].op is not Ops.CONST and x.src[0].op is not Ops.DEFINE_VAR and not x.src[0].src == ():
-      pass
   axes = tuple(Axis(x, AxisType.GLOBAL, x.arg) for x in g) + tuple(Axis(x, AxisType.REDUCE, x.arg) for x in r)
   name = ("r_" if r else "E_") + "_".join(str(a.size) for a in axes)
   return KernelInfo(name=name, axes=axes, subst=tuple((a.origin, a.rng) for a in axes))
@@ -75,6 +72,7 @@ def _next_id(info: KernelInfo) -> int: return max([a.rng.arg for a in info.axes]
 
 def _split(info: KernelInfo, i: int, amt: int, inner_type: AxisType, top: bool = False) -> KernelInfo:
   ax = info.axes[i]
+  if ax.rng.src[0].op is not Ops.CONST: raise KernelOptError(f"axis {i} has a symbolic size ({ax.rng.src[0].render()}): it can't be split")
   size = ax.size
   if amt == 0: amt = size
   if amt <= 0 or size % amt != 0: raise KernelOptError(f"can't split axis {i} of size {size} by {amt}: {amt} does not divide {size}")

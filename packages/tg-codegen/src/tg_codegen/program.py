@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from tg_uop.dtype import PtrDType, dtypes
 from tg_uop.helpers import DEBUG, NOOPT, BEAM
 from tg_uop.ops import Ops, GroupOp
-from tg_uop.uop import UOp
+from tg_uop.uop import UOp, sym_infer
 from tg_codegen.kernel import KernelInfo, Opt, apply_opts
 from tg_codegen.lower.lowerer import lower
 from tg_codegen.linearize import linearize
@@ -103,13 +103,16 @@ class CompiledRunner:
     missing = [v.arg[0] for v in self.spec.vars if v.arg[0] not in var_vals]
     if missing: raise ValueError(f"kernel {self.spec.name} needs values for variables {missing}")
     for b in bufs: b.ensure_allocated() if hasattr(b, "ensure_allocated") else (b.allocate() if not b.is_allocated() else None)
+    for v in self.spec.vars:
+      if not v.arg[1] <= var_vals[v.arg[0]] <= v.arg[2]:
+        raise ValueError(f"variable {v.arg[0]}={var_vals[v.arg[0]]} is outside its bounds [{v.arg[1]}, {v.arg[2]}]")
     vals = tuple(var_vals[v.arg[0]] for v in self.spec.vars)
+    gs = tuple(sym_infer(g, var_vals) for g in self.spec.global_size)  # symbolic launch sizes resolve here
     st = time.perf_counter()
-    et = self.prg(*[b._buf for b in bufs], global_size=self.spec.global_size, local_size=self.spec.local_size, vals=vals,
-                  wait=wait or DEBUG >= 2)
+    et = self.prg(*[b._buf for b in bufs], global_size=gs, local_size=self.spec.local_size, vals=vals, wait=wait or DEBUG >= 2)
     if DEBUG >= 2:
       t = et if isinstance(et, float) and et > 0 else time.perf_counter() - st
-      print(f"{self.device:8s} {self.spec.name:30s} global {self.spec.global_size} local {self.spec.local_size} "
+      print(f"{self.device:8s} {self.spec.name:30s} global {gs} local {self.spec.local_size} "
             f"{t*1e6:9.2f} us {self.spec.flops/t*1e-9:8.2f} GFLOPS {self.spec.mem_bytes/t*1e-9:8.2f} GB/s")
     return et
 

@@ -171,8 +171,9 @@ def map_grid(sink: UOp, info: KernelInfo, ren) -> tuple[UOp, tuple, tuple]:
   gs, ls = [1, 1, 1], [1, 1, 1]
   if not ren.has_local:
     if glb:
-      sub[glb[0].rng] = UOp.special(glb[0].size, "gidx0", glb[0].rng.dtype)
-      gs[0] = glb[0].size
+      end = glb[0].rng.src[0]  # may be symbolic: the launch size is then computed from the variables at run time
+      sub[glb[0].rng] = UOp.special(end, "gidx0", glb[0].rng.dtype)
+      gs[0] = end.arg if end.op is Ops.CONST else end
   else:
     for axes, prefix, dims in ((glb, "gidx", gs), (loc, "lidx", ls)):
       axes = list(reversed(axes))  # the innermost (last) axis maps to x, for coalesced accesses
@@ -187,10 +188,12 @@ def map_grid(sink: UOp, info: KernelInfo, ren) -> tuple[UOp, tuple, tuple]:
         dims[2] = total
         axes = keep
       for d, a in enumerate(axes):
-        sub[a.rng] = UOp.special(a.size, f"{prefix}{d}", a.rng.dtype)
-        dims[d] = a.size
+        end = a.rng.src[0]
+        if prefix == "lidx" and end.op is not Ops.CONST: raise ValueError("a local (workgroup) axis needs a constant size")
+        sub[a.rng] = UOp.special(end, f"{prefix}{d}", a.rng.dtype)
+        dims[d] = end.arg if end.op is Ops.CONST else end
     gmax = getattr(ren, "global_max", None)
-    if gmax and any(g > m for g, m in zip(gs, gmax)):
+    if gmax and any(isinstance(g, int) and g > m for g, m in zip(gs, gmax)):
       raise ValueError(f"global size {tuple(gs)} exceeds the device limit {tuple(gmax)}: apply LOCAL/UPCAST opts to shrink the grid")
   out = sink.substitute(sub)
   # ENDs no longer close ranges that became SPECIALs

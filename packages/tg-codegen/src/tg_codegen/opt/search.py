@@ -52,11 +52,14 @@ def _time(device: str, spec, lib: bytes, bufs: list, runs: int = 3) -> float:
   from tg_uop.device import Device
   dev = Device[device]
   prg = dev.runtime(dev, spec.name, lib)
-  vals = tuple(max(1, v.arg[1]) for v in spec.vars)
+  from tg_uop.uop import sym_infer
+  var_vals = {v.arg[0]: v.arg[2] for v in spec.vars}  # time at the largest size the variables allow
+  vals = tuple(var_vals[v.arg[0]] for v in spec.vars)
+  gs = tuple(sym_infer(g, var_vals) for g in spec.global_size)
   best = float("inf")
   for _ in range(runs):
     st = time.perf_counter()
-    et = prg(*[bufs[i]._buf for i in spec.globals], global_size=spec.global_size, local_size=spec.local_size, vals=vals, wait=True)
+    et = prg(*[bufs[i]._buf for i in spec.globals], global_size=gs, local_size=spec.local_size, vals=vals, wait=True)
     best = min(best, et if isinstance(et, float) and et > 0 else time.perf_counter() - st)
   return best
 
