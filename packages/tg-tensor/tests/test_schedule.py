@@ -118,3 +118,11 @@ def test_schedule_cache_reuses_a_schedule_for_new_buffers(data):
   a2, b2 = a + 1, b * 2
   np.testing.assert_allclose(npy(realize(f(from_numpy(a2, "CPU"), from_numpy(b2, "CPU")))[0]), (a2 * b2).sum(1), rtol=1e-5)
   assert cache_stats["hits"] == hits + 1
+
+def test_an_assign_that_ran_does_not_run_again_in_later_graphs():
+  from tg_tensor.tensor import Tensor
+  a = Tensor([1.0, 2.0]).realize()
+  a.assign(a + 1)
+  b = a * 10  # built on the pending assign
+  a.realize()
+  assert b.tolist() == [20.0, 30.0] and a.tolist() == [2.0, 3.0]

@@ -8,7 +8,7 @@ from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_tensor.buffers import get_buffer
 from tg_tensor.memory import plan_memory
-from tg_tensor.schedule import ScheduleItem, schedule_cached, _base
+from tg_tensor.schedule import ScheduleItem, schedule_cached, done_assigns, _base
 
 _runners: dict[tuple[UOp, str], object] = {}
 kernel_count = 0  # kernels run by this process (the demo and tests read it)
@@ -44,6 +44,8 @@ def realize(*uops: UOp) -> list[UOp]:
   keep = {b for u in uops for b in ([realized[u]] if u in realized else [])} | {b for u in uops if (b := _base(u)) is not None}
   keep |= {b for u in UOp.sink(*uops).toposort() if u.op is Ops.BUFFER for b in (u,)}  # inputs and assign targets
   run_schedule(items, plan_memory(items, keep).share)
+  for u in UOp.sink(*uops).toposort():
+    if u.op is Ops.ASSIGN: done_assigns[u] = u.src[0]
   out = []
   for u in uops:
     b = realized[u] if u in realized else _base(u)

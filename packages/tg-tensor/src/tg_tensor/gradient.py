@@ -18,6 +18,21 @@ def track(t: Tensor) -> None:
   _grad_tensors.add(t)
 def live_grad_tensors() -> list[Tensor]: return list(_grad_tensors)
 
+# realized values (BUFFER views) -> the lazy graphs that computed them, while gradients may still be asked for
+_lazy_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def remember_graph(realized: UOp, graph: UOp) -> None:
+  # an ASSIGN wrote into the very buffer that later graphs read: its old graph isn't this value's (no gradient flows there anyway)
+  if realized is not graph and graph.op is not Ops.ASSIGN: _lazy_of[realized] = graph
+def unrealize(root: UOp, keep: set[UOp]) -> UOp:
+  """`root` with every realized intermediate (except `keep`, the gradient targets) replaced by the graph that computed it, so
+  gradients flow through tensors that were realized on the way (e.g. a printed activation)."""
+  done: set[UOp] = set()
+  while True:
+    subs = {u: g for u in root.toposort() if u not in keep and u not in done and (g := _lazy_of.get(u)) is not None}
+    if not subs: return root
+    done |= set(subs)  # each realized value is expanded once, so the walk ends even if graphs refer to each other
+    root = root.substitute(subs)
+
 def _cos(x: UOp) -> UOp:
   s = (x * x.const_like(0.5)).alu(Ops.SIN)
   return x.const_like(1) - x.const_like(2) * s * s

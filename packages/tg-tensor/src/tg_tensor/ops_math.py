@@ -351,3 +351,22 @@ class MathMixin:
   def __rshift__(self, x: int) -> Tensor: return self.rshift(x)
   def __matmul__(self, x: Tensor) -> Tensor: return self.matmul(x)
   def __rmatmul__(self, x: Tensor) -> Tensor: return self._operand(x).matmul(self)
+
+  # ---- in-place operators: the result is assigned into this tensor's buffer (cast back to its dtype) ----
+  # (self is realized first: a value built on a pending ASSIGN would replay that assign when it runs)
+  def _inplace(self: Tensor, fn: str, x: Any) -> Tensor:
+    self.realize()
+    return self.assign(getattr(self, fn)(x).cast(self.dtype))
+  def __iadd__(self, x: Any) -> Tensor: return self._inplace("add", x)
+  def __isub__(self, x: Any) -> Tensor: return self._inplace("sub", x)
+  def __imul__(self, x: Any) -> Tensor: return self._inplace("mul", x)
+  def __itruediv__(self, x: Any) -> Tensor: return self._inplace("div", x)
+  def __ifloordiv__(self, x: Any) -> Tensor: return self._inplace("floordiv", x)
+  def __imod__(self, x: Any) -> Tensor: return self._inplace("mod", x)
+  def __ipow__(self, x: Any) -> Tensor: return self._inplace("pow", x)
+  def __iand__(self, x: Any) -> Tensor: return self._inplace("bitwise_and", x)
+  def __ior__(self, x: Any) -> Tensor: return self._inplace("bitwise_or", x)
+  def __ixor__(self, x: Any) -> Tensor: return self._inplace("bitwise_xor", x)
+  def __ilshift__(self, x: int) -> Tensor: return self._inplace("lshift", x)
+  def __irshift__(self, x: int) -> Tensor: return self._inplace("rshift", x)
+  def __imatmul__(self, x: Tensor) -> Tensor: return self._inplace("matmul", x)

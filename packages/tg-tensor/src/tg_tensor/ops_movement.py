@@ -2,6 +2,7 @@
 
 All of it is views (movement UOps) of the same data: nothing is copied until a kernel reads through the view."""
 from __future__ import annotations
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 from tg_uop.dtype import dtypes, least_upper_dtype
 from tg_uop.helpers import prod, ceildiv
@@ -168,6 +169,13 @@ class MovementMixin:
   # ---- indexing ----
   def __getitem__(self: Tensor, indices: Any) -> Tensor:
     """Basic indexing (ints, slices with any step, None, Ellipsis) as views, and integer-tensor indices (gathers)."""
+    box, flips, strides, out_shape, tensor_idx = self._index_plan(indices)
+    x = self.shrink(box).flip(tuple(k for k, f in enumerate(flips) if f)) if self.ndim else self
+    if any(s != 1 for s in strides): x = x._strided(strides)
+    x = x.reshape(tuple(out_shape))
+    return x._take(tensor_idx) if tensor_idx else x
+  def _index_plan(self: Tensor, indices: Any) -> tuple[list, list, list, list, list]:
+    """An index as (box, flips, strides) per axis, the result's shape, and the integer-tensor indices (position, tensor, size)."""
     from tg_tensor.tensor import Tensor
     idx = list(indices) if isinstance(indices, tuple) else [indices]
     for i in idx:
@@ -206,10 +214,7 @@ class MovementMixin:
         tensor_idx.append((len(out_shape), i, size))
         out_shape.append(size)
       dim += 1
-    x = self.shrink(box).flip(tuple(k for k, f in enumerate(flips) if f)) if self.ndim else self
-    if any(s != 1 for s in strides): x = x._strided(strides)
-    x = x.reshape(tuple(out_shape))
-    return x._take(tensor_idx) if tensor_idx else x
+    return box, flips, strides, out_shape, tensor_idx
   def _strided(self: Tensor, strides: list[int]) -> Tensor:
     """Every strides[i]-th element along each axis, starting at the first: pad to a multiple, split the axis, keep lane 0."""
     counts = [ceildiv(s, st) for s, st in zip(self.shape, strides)]
@@ -257,3 +262,158 @@ class MovementMixin:
     mask = idx.unsqueeze(-1) == self._index(n, idx.dtype, self.device)
     picked = mask.where(x, x._const(0, x.dtype, (), x.device))
     return picked.sum(-1, dtype=picked.dtype if picked.dtype != dtypes.bool else None).cast(self.dtype)
+
+  # ---- writes: a functional rebuild (where) assigned into this tensor's buffer ----
+  def __setitem__(self: Tensor, indices: Any, v: Any) -> None:
+    """self[indices] = v in place: ints, slices with steps, None, Ellipsis, integer-tensor indices (the last write wins for
+    repeated positions) and bool masks. The value broadcasts to the indexed shape and casts to this tensor's dtype."""
+    from tg_tensor.tensor import Tensor
+    if isinstance(v, Tensor):
+      if v.device != self.device: raise ValueError(f"setitem across devices ({v.device} into {self.device}): move the value with .to() first")
+      vt = v.cast(self.dtype)
+    elif isinstance(v, (bool, int, float)): vt = Tensor._const(v, self.dtype, (), self.device)
+    else: vt = Tensor(v, device=self.device, dtype=self.dtype)
+    self.realize()
+    self.assign(self._with_items(indices, vt).cast(self.dtype)).realize()
+  def _with_items(self: Tensor, indices: Any, vt: Tensor) -> Tensor:
+    """A new tensor equal to self except at `indices`, which hold `vt` (broadcast)."""
+    from tg_tensor.tensor import Tensor
+    from tg_tensor.ops_math import broadcast_shape
+    if isinstance(indices, Tensor) and indices.dtype == dtypes.bool: return self._with_masked(indices, vt)
+    box, flips, strides, out_shape, tensor_idx = self._index_plan(indices)
+    out_shape = tuple(out_shape)
+    if tensor_idx:  # positions of the indexed elements, then a one-hot scatter of the values (the last writer wins)
+      n = self.numel()
+      pos = Tensor._index(n, dtypes.int32, self.device).reshape(self.shape)[indices]
+      m = pos.numel()
+      if m == 0: return self
+      vt = _fit_value(vt, pos.shape).reshape(m)
+      hits = pos.reshape(1, m) == Tensor._index(n, dtypes.int32, self.device).reshape(n, 1)
+      last = hits.where(Tensor._index(m, dtypes.int32, self.device).reshape(1, m), -1).max(1)
+      return (last >= 0).reshape(self.shape).where(vt[last.maximum(0)].reshape(self.shape), self)
+    if prod(out_shape) == 0: return self
+    counts = tuple(ceildiv(e - b, st) for (b, e), st in zip(box, strides))
+    x = _fit_value(vt, out_shape).reshape(counts)
+    def unview(t: Tensor) -> Tensor:
+      if any(st != 1 for st in strides):
+        t = t.reshape(tuple(v for c in counts for v in (c, 1))).pad(tuple(v for st in strides for v in (None, (0, st - 1))))
+        t = t.reshape(tuple(c * st for c, st in zip(counts, strides))).shrink(tuple((0, e - b) for b, e in box))
+      t = t.flip(tuple(k for k, f in enumerate(flips) if f))
+      return t.pad(tuple((b, s - e) for (b, e), s in zip(box, self.shape)))
+    if not self.ndim: return x.reshape(())
+    mask = unview(Tensor._const(True, dtypes.bool, counts, self.device))
+    return mask.where(unview(x), self)
+  def _with_masked(self: Tensor, mask: Tensor, vt: Tensor) -> Tensor:
+    m = mask.ndim
+    if mask.shape != self.shape[:m]: raise IndexError(f"a bool mask of shape {mask.shape} doesn't match the tensor's leading axes {self.shape}")
+    full = mask.reshape(mask.shape + (1,) * (self.ndim - m))
+    from tg_tensor.ops_math import broadcast_shape
+    try:
+      if broadcast_shape(vt.shape, self.shape) == self.shape: return full.where(vt, self)
+    except ValueError: pass
+    # one value per selected position (in order): the k-th true element of the mask takes vt[k]
+    flat = mask.reshape(-1)
+    k = (flat.cast(dtypes.int32).cumsum() - 1).maximum(0)
+    picked = vt[k]  # (mask elements, *rest)
+    return full.where(picked.reshape(self.shape), self)
+  def masked_select(self: Tensor, mask: Tensor) -> Tensor:
+    """The elements where `mask` is true, as a 1-d tensor (its size depends on the data, so this realizes the mask count)."""
+    from tg_tensor.ops_math import broadcast_shape
+    shape = broadcast_shape(self.shape, mask.shape)
+    x, mk = self._broadcast_to(shape).reshape(-1), mask.cast(dtypes.bool)._broadcast_to(shape).reshape(-1)
+    cnt = int(mk.sum().item())
+    pos = mk.cast(dtypes.int32).cumsum() - 1  # the output slot of each true element
+    slots = self._index(cnt, dtypes.int32, self.device).reshape(cnt, 1)
+    sel = (pos.reshape(1, -1) == slots) & mk.reshape(1, -1)
+    return sel.where(x.reshape(1, -1), x._const(0, x.dtype, (), x.device)).sum(1, dtype=x.dtype if x.dtype != dtypes.bool else None).cast(x.dtype)
+  def scatter(self: Tensor, dim: int, index: Tensor, src: Any, reduce: str | None = None) -> Tensor:
+    """A copy of self with self[..., index[i], ...] = src[i] along `dim` (PyTorch's scatter); reduce 'add' or 'multiply'
+    combines instead. For a position written twice, the last write wins."""
+    if reduce is None: return self._scatter(dim, index, src, "replace")
+    if reduce not in ("add", "multiply"): raise ValueError(f"scatter reduce must be None, 'add' or 'multiply', got {reduce!r}")
+    return self._scatter(dim, index, src, {"add": "sum", "multiply": "prod"}[reduce])
+  def scatter_reduce(self: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, include_self: bool = True) -> Tensor:
+    """PyTorch's scatter_reduce: reduce 'sum', 'prod', 'mean', 'amax' or 'amin' of the values scattered to each position
+    (and the original value when include_self)."""
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"): raise ValueError(f"scatter_reduce reduce must be sum, prod, mean, amax or amin, got {reduce!r}")
+    return self._scatter(dim, index, src, reduce, include_self)
+  def _scatter(self: Tensor, dim: int, index: Tensor, src: Any, mode: str, include_self: bool = True) -> Tensor:
+    from tg_tensor.tensor import Tensor
+    d = self._axis(dim)
+    if index.ndim != self.ndim: raise ValueError(f"scatter needs an index with {self.ndim} dims like the input, got shape {index.shape}")
+    if dtypes.is_float(index.dtype) or index.dtype == dtypes.bool: raise TypeError(f"scatter needs an integer index, got {index.dtype}")
+    if any(i > s for k, (i, s) in enumerate(zip(index.shape, self.shape)) if k != d):
+      raise ValueError(f"scatter index shape {index.shape} is larger than the input {self.shape} outside axis {dim}")
+    if isinstance(src, Tensor):
+      if any(i > s for i, s in zip(index.shape, src.shape)): raise ValueError(f"scatter src {src.shape} is smaller than the index {index.shape}")
+      s = src.shrink(tuple((0, i) for i in index.shape)).cast(self.dtype)
+    else: s = Tensor._const(src, self.dtype, index.shape, self.device)
+    n, m = self.shape[d], index.shape[d]
+    if prod(index.shape) == 0: return self
+    idx = (index < 0).where(index + n, index)
+    # hits[..., j at d, ..., i] : index[..., i at d, ...] == j
+    hits = (idx.unsqueeze(-1) == self._index(n, idx.dtype, self.device)).transpose(d, -1)
+    sv = s.unsqueeze(-1).transpose(d, -1)  # (..., 1 at d, ..., m)
+    hit = hits.any(-1)
+    if mode == "replace":
+      last = hits.where(self._index(m, dtypes.int32, self.device), -1).max(-1, keepdim=True)
+      val = (self._index(m, dtypes.int32, self.device) == last).where(sv, sv._const(0, sv.dtype, (), sv.device)).sum(-1, dtype=sv.dtype if sv.dtype != dtypes.bool else None).cast(self.dtype)
+    elif mode in ("sum", "mean"): val = hits.where(sv, 0).sum(-1, dtype=self.dtype)
+    elif mode == "prod": val = hits.where(sv, 1).prod(-1, dtype=self.dtype)
+    else:
+      lo = -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype)
+      val = hits.where(sv, lo).max(-1) if mode == "amax" else -(hits.where(-sv, lo).max(-1))
+    grow = tuple((0, s_ - i) if k != d else None for k, (i, s_) in enumerate(zip(index.shape, self.shape)))
+    val, hit = val.pad(grow), hit.pad(grow)
+    if mode == "replace": return hit.where(val, self)
+    if mode == "sum": return (self + val if include_self else hit.where(val, self)).cast(self.dtype)
+    if mode == "prod": return hit.where(self * val if include_self else val, self).cast(self.dtype)
+    if mode == "mean":
+      cnt = hits.sum(-1).pad(grow).cast(self.dtype)
+      tot, c = (self + val, cnt + 1) if include_self else (val, cnt.maximum(1))
+      q = tot / c if dtypes.is_float(self.dtype) else tot // c
+      return hit.where(q, self).cast(self.dtype)
+    if mode == "amax": return hit.where(self.maximum(val) if include_self else val, self)
+    return hit.where(self.minimum(val) if include_self else val, self)
+
+  # ---- more views ----
+  def unfold(self: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """Windows of `size` every `step` along `dimension`: that axis becomes the window count and a new last axis of `size` holds
+    each window (PyTorch's Tensor.unfold)."""
+    d = self._axis(dimension)
+    if size < 0 or size > self.shape[d] or step <= 0: raise ValueError(f"unfold needs 0 <= size <= {self.shape[d]} and step > 0, got size={size}, step={step}")
+    others = [k for k in range(self.ndim) if k != d]
+    x = self.permute(others + [d])._pool((size,), step)
+    nd = self.ndim
+    return x.permute(list(range(d)) + [nd - 1] + list(range(d, nd - 1)) + [nd])
+  def repeat_interleave(self: Tensor, repeats: int, dim: int | None = None) -> Tensor:
+    """Each element repeated `repeats` times along `dim` (over the flattened tensor when None)."""
+    x, d = (self.flatten(), 0) if dim is None else (self, self._axis(dim))
+    return x.unsqueeze(d + 1).expand(x.shape[:d + 1] + (repeats,) + x.shape[d + 1:]).flatten(d, d + 1)
+  def _tri(self: Tensor, diagonal: int, lower: bool) -> Tensor:
+    if self.ndim < 2: raise ValueError(f"tril/triu need at least 2 dims, got shape {self.shape}")
+    r, c = self.shape[-2:]
+    rows = self._index(r, dtypes.int32, self.device).reshape(r, 1) + diagonal
+    cols = self._index(c, dtypes.int32, self.device).reshape(1, c)
+    mask = (cols <= rows) if lower else (cols >= rows)
+    return mask.where(self, self._const(0, self.dtype, (), self.device))
+  def tril(self: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle (j <= i + diagonal) of the last two axes, zeros elsewhere."""
+    return self._tri(diagonal, True)
+  def triu(self: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle (j >= i + diagonal) of the last two axes, zeros elsewhere."""
+    return self._tri(diagonal, False)
+  def movedim(self: Tensor, source: int, destination: int) -> Tensor:
+    s, dst = self._axis(source), self._axis(destination)
+    order = [k for k in range(self.ndim) if k != s]
+    order.insert(dst, s)
+    return self.permute(order)
+
+def _fit_value(vt: Tensor, shape: tuple[int, ...]) -> Tensor:
+  """A setitem value broadcast to the indexed shape (leading size-1 axes beyond it are dropped, as PyTorch)."""
+  while vt.ndim > len(shape) and vt.shape[0] == 1: vt = vt.reshape(vt.shape[1:])
+  from tg_tensor.ops_math import broadcast_shape
+  try: ok = broadcast_shape(vt.shape, shape) == tuple(shape)
+  except ValueError: ok = False
+  if not ok: raise ValueError(f"can't assign a value of shape {vt.shape} to an indexed region of shape {tuple(shape)}: it must broadcast to it")
+  return vt._broadcast_to(tuple(shape))

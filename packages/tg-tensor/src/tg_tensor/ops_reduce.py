@@ -157,6 +157,101 @@ class ReduceMixin:
     """self @ w."""
     return self._operand(w).dot(self, dtype) if reverse else self.dot(w, dtype)
 
+  # ---- sorting: each element's rank is a count of comparisons, then a one-hot sum places it (n*n work, no data-dependent control) ----
+  def sort(self: Tensor, dim: int = -1, descending: bool = False) -> tuple[Tensor, Tensor]:
+    """(values, indices) sorted along `dim`; stable (equal values keep their order), nan sorts as the largest value, as
+    PyTorch. The values' gradient flows back to the elements they came from."""
+    return self._sort(dim, descending, None)
+  def argsort(self: Tensor, dim: int = -1, descending: bool = False) -> Tensor:
+    """The indices that sort the tensor along `dim` (int64)."""
+    return self._sort(dim, descending, None)[1]
+  def topk(self: Tensor, k: int, dim: int = -1, largest: bool = True, sorted_: bool = True) -> tuple[Tensor, Tensor]:
+    """(values, indices) of the k largest (or smallest) elements along `dim`, in sorted order."""
+    n = self.shape[self._axis(dim)] if self.ndim else 1
+    if not 0 <= k <= n: raise ValueError(f"topk k={k} is out of range for an axis of size {n}")
+    return self._sort(dim, largest, k)
+  def _sort(self: Tensor, dim: int, descending: bool, k: int | None) -> tuple[Tensor, Tensor]:
+    if self.ndim == 0: return self, self._const(0, dtypes.int64, (), self.device)
+    d = self._axis(dim)
+    x = self.transpose(d, -1) if d != self.ndim - 1 else self
+    src_dt = x.dtype
+    if src_dt == dtypes.bool: x = x.cast(dtypes.uint8)
+    n = x.shape[-1]
+    r = n if k is None else k
+    if n == 0 or r == 0:
+      shp = x.shape[:-1] + (r,)
+      vals, idx = self._const(0, src_dt, shp, self.device), self._const(0, dtypes.int64, shp, self.device)
+    else:
+      a, b = x.unsqueeze(-1), x.unsqueeze(-2)  # [..., i, j]: a is element i, b is element j
+      if dtypes.is_float(x.dtype):
+        an, bn = a.isnan(), b.isnan()
+        before = ((b > a) | (bn & an.logical_not())) if descending else ((b < a) | (an & bn.logical_not()))
+        same = (b == a) | (an & bn)
+      else: before, same = ((b > a) if descending else (b < a)), (b == a)
+      i = self._index(n, dtypes.int32, self.device)
+      rank = (before | (same & (i.reshape(1, n) < i.reshape(n, 1)))).sum(-1)  # how many elements go before element i
+      onehot = rank.unsqueeze(-2) == self._index(r, dtypes.int64, self.device).reshape(r, 1)  # [..., slot, i]
+      vals = onehot.where(x.unsqueeze(-2), x._const(0, x.dtype, (), x.device)).sum(-1, dtype=x.dtype).cast(src_dt)
+      idx = onehot.where(self._index(n, dtypes.int64, self.device), 0).sum(-1, dtype=dtypes.int64)
+    if d != self.ndim - 1: vals, idx = vals.transpose(d, -1), idx.transpose(d, -1)
+    return vals, idx
+
+  # ---- einsum: operands laid out on one set of axes (one per letter), multiplied and summed over the letters not kept ----
+  @staticmethod
+  def einsum(formula: str, *operands: Any, dtype: DType | str | None = None) -> Tensor:
+    """Einstein summation as numpy/PyTorch: 'ij,jk->ik', implicit outputs ('ij,jk' keeps the letters used once, sorted),
+    '...' for broadcast axes, and repeated letters within an operand (diagonals, e.g. 'ii->i' or the trace 'ii')."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)): operands = tuple(operands[0])
+    f = formula.replace(" ", "")
+    lhs, rhs = f.split("->") if "->" in f else (f, None)
+    specs = lhs.split(",")
+    if len(specs) != len(operands): raise ValueError(f"einsum '{formula}' names {len(specs)} operands, got {len(operands)}")
+    for sp in specs + ([rhs] if rhs is not None else []):
+      if any(not (c.isalpha() or c == ".") for c in sp) or (sp.count(".") not in (0, 3)) or ("." in sp and "..." not in sp):
+        raise ValueError(f"einsum '{formula}': subscripts must be letters, with at most one '...' per operand")
+    n_ell = max([t.ndim - (len(sp) - 3) for sp, t in zip(specs, operands) if "..." in sp], default=0)
+    ell = "".join(chr(0x391 + i) for i in range(n_ell))  # placeholder letters (Greek capitals) for the '...' axes
+    full = []
+    for sp, t in zip(specs, operands):
+      if "..." in sp: sp = sp.replace("...", ell[n_ell - (t.ndim - (len(sp) - 3)):])
+      if len(sp) != t.ndim: raise ValueError(f"einsum '{formula}': operand '{sp}' has {len(sp)} subscripts but shape {t.shape}")
+      full.append(sp)
+    counts = "".join(full)
+    implicit = ell + "".join(sorted(c for c in set(counts) if counts.count(c) == 1 and c not in ell))
+    xs = list(operands)
+    for k, (sp, t) in enumerate(zip(full, xs)):  # repeated letters: take the diagonal
+      while (rep := next((c for c in sp if sp.count(c) > 1), None)) is not None:
+        p1, p2 = sp.index(rep), sp.index(rep, sp.index(rep) + 1)
+        if t.shape[p1] != t.shape[p2]: raise ValueError(f"einsum '{formula}': repeated subscript '{rep}' has sizes {t.shape[p1]} and {t.shape[p2]}")
+        order = [a for a in range(t.ndim) if a not in (p1, p2)] + [p1, p2]
+        m = t.shape[p1]
+        x = t.permute(order)
+        pre = x.shape[:-2]  # flattened (m, m) padded to (m, m+1): column 0 of each row is the diagonal
+        t = x.reshape(pre + (m * m,)).pad(tuple([None] * len(pre) + [(0, m)])).reshape(pre + (m, m + 1))[..., 0]
+        sp = "".join(sp[a] for a in order[:-2]) + rep
+      full[k], xs[k] = sp, t
+    sizes: dict[str, int] = {}
+    for sp, t in zip(full, xs):
+      for c, s in zip(sp, t.shape):
+        if sizes.get(c, 1) != 1 and s != 1 and sizes[c] != s: raise ValueError(f"einsum '{formula}': subscript '{c}' has sizes {sizes[c]} and {s}")
+        if s != 1 or c not in sizes: sizes[c] = s
+    if rhs is None: out = implicit
+    else:
+      out = rhs.replace("...", ell)
+      if len(set(out)) != len(out) or any(c not in sizes for c in out): raise ValueError(f"einsum '{formula}': bad output subscripts '{rhs}'")
+    letters = out + "".join(sorted(set(sizes) - set(out)))
+    shape = tuple(sizes[c] for c in letters)
+    prod_: Tensor | None = None
+    for sp, t in zip(full, xs):
+      have = [c for c in letters if c in sp]
+      t = t.permute([sp.index(c) for c in have]).reshape(tuple(t.shape[sp.index(c)] if c in sp else 1 for c in letters))
+      t = t._broadcast_to(shape)
+      prod_ = t if prod_ is None else prod_ * t
+    dt = to_dtype(dtype) if dtype is not None else prod_.dtype
+    if len(letters) == len(out): return prod_.cast(dt)
+    return prod_.sum(tuple(range(len(out), len(letters))), dtype=dt if dt != dtypes.bool else None).cast(dt)
+
+
 def _scan_last(x: Tensor, combine: Callable, reduce: Callable, identity: Any) -> Tensor:
   """Inclusive scan along the last axis. Short axes: a triangular mask and one reduction (n*n work). Long axes: blocks of
   about sqrt(n) scanned that way, plus a scan of the block totals, so the work is n*sqrt(n) rather than n*n."""

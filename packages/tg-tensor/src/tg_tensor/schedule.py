@@ -6,7 +6,7 @@ uses it (elementwise work is cheaper to recompute than to store and load). Each 
 `END(STORE(INDEX(out, idx), value), *ranges)`; movement ops become index arithmetic, PAD becomes gated loads, and each
 reduction gets fresh ranges (DESIGN.md point 1)."""
 from __future__ import annotations
-import itertools
+import itertools, weakref
 from dataclasses import dataclass, field
 from tg_uop.dtype import dtypes
 from tg_uop.helpers import prod
@@ -195,10 +195,19 @@ _cache: dict[tuple, tuple[list[ScheduleItem], tuple[UOp, ...], tuple[UOp, ...]]]
 CACHE_LIMIT = 256
 cache_stats = {"hits": 0, "misses": 0}
 
+# an ASSIGN that already ran is, for every graph built on it, just its target buffer: it must not run again
+done_assigns: "weakref.WeakKeyDictionary[UOp, UOp]" = weakref.WeakKeyDictionary()
+
 def schedule_cached(outs: list[UOp], default_device: str) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:
   """`create_schedule`, cached by graph structure: every BUFFER is replaced by a numbered placeholder, so a training step that
   runs the same graph on new buffers is scheduled once. Buffers the schedule creates are fresh on every call."""
-  bufs = [u for u in UOp.sink(*outs).toposort() if u.op is Ops.BUFFER]
+  topo = UOp.sink(*outs).toposort()
+  if done_assigns and (done := {u: done_assigns[u] for u in topo if u.op is Ops.ASSIGN and u in done_assigns}):
+    orig = outs
+    outs = [o.substitute(done) for o in outs]
+    items, realized = schedule_cached(outs, default_device)
+    return items, {o: realized[n] for o, n in zip(orig, outs) if n in realized} | {o: done[o] for o in orig if o in done}
+  bufs = [u for u in topo if u.op is Ops.BUFFER]
   ph = {b: UOp(Ops.BUFFER, b.dtype, b.src, (b.arg[0], -(i + 1))) for i, b in enumerate(bufs)}
   template = UOp.sink(*outs).substitute(ph)
   key = (template, default_device)

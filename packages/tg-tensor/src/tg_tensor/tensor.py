@@ -13,6 +13,7 @@ from tg_uop.uop import UOp
 from tg_tensor.ops_math import MathMixin
 from tg_tensor.ops_movement import MovementMixin
 from tg_tensor.ops_reduce import ReduceMixin
+from tg_tensor.ops_nn import NNMixin
 
 _canon_cache: dict[str, str] = {}
 def _canonical_device(device: str | None) -> str:
@@ -42,7 +43,7 @@ def _np_dtype_name(dt: DType) -> str:
   # bfloat16 and fp8 have no numpy dtype: data goes through float32
   return to_np_name(dt) or "float32"
 
-class Tensor(MathMixin, MovementMixin, ReduceMixin):
+class Tensor(MathMixin, MovementMixin, ReduceMixin, NNMixin):
   """A lazily evaluated n-dimensional array on one device."""
   __slots__ = ("uop", "device", "requires_grad", "grad", "_graph", "__weakref__")
   training: ClassVar[bool] = False
@@ -116,10 +117,12 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin):
     todo = [t for t in (self, *lst) if t.numel() > 0 and not t._is_realized()]
     if todo:
       from tg_tensor.engine import realize as engine_realize
-      from tg_tensor.gradient import live_grad_tensors
+      from tg_tensor.gradient import live_grad_tensors, remember_graph
       keep_graph = bool(live_grad_tensors())
       for t, out in zip(todo, engine_realize(*[t._realize_target() for t in todo])):
-        if keep_graph and not t.requires_grad: t._graph = t._graph if t._graph is not None else t.uop
+        if keep_graph and not t.requires_grad:
+          t._graph = t._graph if t._graph is not None else t.uop
+          remember_graph(out, t._graph)  # graphs built on `out` later still differentiate through it
         t.uop = out
     return self
   def numpy(self) -> np.ndarray:
@@ -319,6 +322,29 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin):
     """Normal random numbers with `mean` and `std`."""
     dt = to_dtype(kwargs.pop("dtype", None) or dtypes.default_float)
     return (Tensor.randn(*shape, dtype=dt, **kwargs) * std + mean).cast(dt)
+  # ---- initializers (tinygrad's names): uniform or normal, scaled by the fan-in / fan-out of `shape` ----
+  @staticmethod
+  def scaled_uniform(*shape, **kwargs) -> Tensor:
+    """Uniform in [-1, 1) scaled by 1/sqrt(numel)."""
+    s = _shape_arg(shape)
+    return Tensor.uniform(*s, low=-1.0, high=1.0, **kwargs) * (prod(s) ** -0.5)
+  @staticmethod
+  def glorot_uniform(*shape, **kwargs) -> Tensor:
+    """Xavier/Glorot uniform: bound sqrt(6 / (fan_out + fan_in)), fan_out = shape[0], fan_in = prod(shape[1:])."""
+    s = _shape_arg(shape)
+    b = math.sqrt(6 / (s[0] + prod(s[1:])))
+    return Tensor.uniform(*s, low=-b, high=b, **kwargs)
+  @staticmethod
+  def kaiming_uniform(*shape, a: float = 0.01, **kwargs) -> Tensor:
+    """He/Kaiming uniform for leaky-relu slope `a`: bound sqrt(3) * gain / sqrt(fan_in), fan_in = prod(shape[1:])."""
+    s = _shape_arg(shape)
+    b = math.sqrt(3.0) * math.sqrt(2.0 / (1 + a ** 2)) / math.sqrt(prod(s[1:]))
+    return Tensor.uniform(*s, low=-b, high=b, **kwargs)
+  @staticmethod
+  def kaiming_normal(*shape, a: float = 0.01, **kwargs) -> Tensor:
+    """He/Kaiming normal for leaky-relu slope `a`: std gain / sqrt(fan_in)."""
+    s = _shape_arg(shape)
+    return Tensor.normal(*s, mean=0.0, std=math.sqrt(2.0 / (1 + a ** 2)) / math.sqrt(prod(s[1:])), **kwargs)
   def rand_like(self, **kwargs) -> Tensor: return Tensor.rand(self.shape, **{"dtype": self.dtype, "device": self.device, **kwargs})
   def randn_like(self, **kwargs) -> Tensor: return Tensor.randn(self.shape, **{"dtype": self.dtype, "device": self.device, **kwargs})
 
@@ -326,11 +352,12 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin):
   def _lazy(self) -> UOp: return self._graph if self._graph is not None else self.uop
   def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
     """The gradients of this (scalar) tensor with respect to `targets`."""
-    from tg_tensor.gradient import compute_gradient
+    from tg_tensor.gradient import compute_gradient, unrealize
     if gradient is None:
       if self.shape != (): raise ValueError(f"gradient() of a tensor of shape {self.shape} needs `gradient=` (or call it on a scalar, e.g. .sum())")
       gradient = Tensor._const(1, self.dtype, (), self.device)
-    grads = compute_gradient(self._lazy(), gradient.uop, {t.uop for t in targets})
+    tset = {t.uop for t in targets}
+    grads = compute_gradient(unrealize(self._lazy(), tset), gradient.uop, tset)
     out = []
     for t in targets:
       g = grads.get(t.uop)
@@ -340,7 +367,8 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin):
     """Accumulate d(self)/d(t) into `t.grad` for every tensor `t` with requires_grad that this one depends on."""
     from tg_tensor.gradient import live_grad_tensors
     targets = [t for t in live_grad_tensors() if t.requires_grad]
-    topo = (self._lazy()).toposort()
+    from tg_tensor.gradient import unrealize
+    topo = unrealize(self._lazy(), {t.uop for t in targets}).toposort()
     targets = [t for t in targets if t.uop in topo]
     if not targets: raise RuntimeError("backward() found no tensor with requires_grad=True in this graph: set requires_grad=True on the inputs")
     for t, g in zip(targets, self.gradient(*targets, gradient=gradient)):
