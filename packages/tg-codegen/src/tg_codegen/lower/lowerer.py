@@ -6,7 +6,7 @@ local-memory reductions for GROUP); simplify. Ordering between accesses to accum
 STORE carries the STORE/END/BARRIER it must follow as a void source, and RANGE sources that mark the loops it belongs to (the
 linearizer uses them for placement and removes them)."""
 from __future__ import annotations
-import itertools
+import functools, itertools
 from dataclasses import dataclass, replace
 from tg_uop.dtype import dtypes
 from tg_uop.ops import Ops, GroupOp
@@ -86,12 +86,12 @@ def vector_axis(sink: UOp, info: KernelInfo, ren) -> UOp | None:
   return max(reversed(ups), key=score)
 
 def _lanes(idx: UOp, r: UOp, n: int) -> list[UOp]:
-  from tg_uop.symbolic import symbolic
-  from tg_uop.rewrite import graph_rewrite
-  return [graph_rewrite(idx.substitute({r: r.const_like(k)}), symbolic) for k in range(n)]
+  # one copy of `idx` per lane (simplified later, with the whole kernel)
+  return [idx.substitute({r: r.const_like(k)}) for k in range(n)]
 
 def _terms(u: UOp) -> list[UOp]: return [t for s in u.src for t in _terms(s)] if u.op is Ops.ADD else [u]
 
+@functools.lru_cache(maxsize=4096)
 def _unit_stride(idx: UOp, r: UOp) -> bool:
   """`idx` is (something without r) + r: consecutive lanes of r address consecutive elements."""
   from tg_uop.symbolic import symbolic
@@ -117,13 +117,13 @@ def vectorize(sink: UOp, r: UOp) -> UOp:
     elif u.op is Ops.INDEX: new[u] = u  # placeholder: LOAD and STORE rebuild their INDEX lane by lane
     elif u.op is Ops.LOAD:
       ix = u.src[0]
-      lanes = _lanes(ix, r, n)
       rest = tuple(new[s] for s in u.src[1:])
       if len(ix.src) == 2 and _unit_stride(ix.src[1], r):
-        new[u] = UOp(Ops.LOAD, u.dtype.vec(n), (lanes[0].substitute({k: new[k] for k in lanes[0].src[:1]}), *rest))
+        new[u] = UOp(Ops.LOAD, u.dtype.vec(n), (_lanes(ix, r, 1)[0], *rest))
       else:
-        new[u] = UOp.vectorize(*[UOp(Ops.LOAD, u.dtype, (lx, *(s.gep(k) if s.dtype.count == n and s in dep else s for s in rest)))
-                                 for k, lx in enumerate(lanes)])
+        lanes = _lanes(ix, r, n)
+        lane_src = lambda o, k: new[o].gep(k) if o in dep and new[o].dtype.count == n else new[o]  # noqa: E731
+        new[u] = UOp.vectorize(*[UOp(Ops.LOAD, u.dtype, (lx, *(lane_src(o, k) for o in u.src[1:]))) for k, lx in enumerate(lanes)])
     elif u.op is Ops.STORE:
       ix, val = u.src[0], vec(u.src[1])
       lanes = _lanes(ix, r, n)
