@@ -95,3 +95,25 @@ def demo(session: nox.Session) -> None:
   """Install every package and run the main job (DEMO above) on the default device."""
   session.install(*(_path(p, "llvm" if p == "tg-codegen" else "") for p in PACKAGES))
   session.run(*DEMO, env=_env(session))
+
+def _bench_install(session: nox.Session) -> None:
+  """tg's packages, numpy and matplotlib, then the peers PyTorch and tinygrad, each skipped (the run says so) if it fails to install."""
+  session.install(*(_path(p) for p in PACKAGES), "numpy", "matplotlib")
+  for peer in ("torch==2.13.0", "tinygrad==0.14.0"):
+    try: session.install(peer)
+    except nox.command.CommandFailed: session.warn(f"could not install {peer}: the benchmark runs without it and says so")
+
+@nox.session
+def bench(session: nox.Session) -> None:
+  """Side-by-side CPU benchmarks (bench/run.py): tg vs numpy, PyTorch and tinygrad; writes bench/results/cpu. BEAM results stay in
+  the tg cache dir (~/.cache/tg), so later runs skip the search. Options after `--` go to bench/run.py (`-- --quick`)."""
+  _bench_install(session)
+  session.run("python", "bench/run.py", "--out", "bench/results/cpu", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+
+@nox.session
+def bench_gpu(session: nox.Session) -> None:
+  """The same benchmarks on tg's GPU device (NV, else CUDA; `-- --device CUDA` picks one) into bench/results/gpu; when no tg GPU
+  device opens it says why and exits 0."""
+  _bench_install(session)  # tg-driver-nv is among PACKAGES
+  dev = [] if any(a.startswith("--device") for a in session.posargs) else ["--device", "NV,CUDA"]
+  session.run("python", "bench/run.py", *dev, "--out", "bench/results/gpu", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
