@@ -2,7 +2,6 @@
 (a second search compiles nothing), IGNORE_BEAM_CACHE=1 searches again and CACHELEVEL=0 leaves no file behind."""
 from __future__ import annotations
 import sqlite3
-from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 from tg_uop.device import Device
@@ -30,21 +29,19 @@ def tmp_cache(tmp_path, monkeypatch):
   return tmp_path / "tg"
 
 class Counting:
-  """Replaces search.ProcessPoolExecutor: a real process pool that records every candidate handed to the workers."""
+  """Replaces search.make_pool: a real process pool that records every candidate handed to the workers."""
   def __init__(self): self.candidates: list = []
-  def __call__(self, *args, **kwargs):
-    rec = self.candidates
-    class Pool(ProcessPoolExecutor):
-      def map(self, fn, *iterables, **kw):
-        items = list(iterables[0])
-        rec.extend(items)
-        return super().map(fn, items, **kw)
-    return Pool(*args, **kwargs)
+  def __call__(self, workers):
+    rec, real = self.candidates, search.multiprocessing.get_context("fork").Pool(workers)
+    class Pool:
+      def apply_async(self, fn, args): rec.append(args); return real.apply_async(fn, args)  # noqa: E702
+      def terminate(self): real.terminate()
+    return Pool()
 
 def _forbid_compiling(monkeypatch):
   """Any attempt to build or compile a candidate fails the test."""
   def boom(*a, **k): raise AssertionError("BEAM compiled a candidate although the result was cached")
-  monkeypatch.setattr(search, "ProcessPoolExecutor", boom)
+  monkeypatch.setattr(search, "make_pool", boom)
   monkeypatch.setattr(search, "_build", boom)
   monkeypatch.setattr(type(Device[DEV].compiler), "compile", boom)
 
@@ -94,7 +91,7 @@ def test_cache_entries_are_per_kernel_and_width(tmp_cache):
 def test_ignore_beam_cache_searches_again(tmp_cache, monkeypatch):
   ex, ren = examples.elementwise(256), Device[DEV].renderer
   pool = Counting()
-  monkeypatch.setattr(search, "ProcessPoolExecutor", pool)
+  monkeypatch.setattr(search, "make_pool", pool)
   with Context(IGNORE_BEAM_CACHE=0, CACHELEVEL=2): search.beam_search(ex.ast, ren, WIDTH, DEV)
   searched = len(pool.candidates)
   assert searched > 0
@@ -107,7 +104,7 @@ def test_ignore_beam_cache_searches_again(tmp_cache, monkeypatch):
 def test_cachelevel_0_writes_no_beam_db(tmp_cache, monkeypatch):
   ex, ren = examples.elementwise(256), Device[DEV].renderer
   pool = Counting()
-  monkeypatch.setattr(search, "ProcessPoolExecutor", pool)
+  monkeypatch.setattr(search, "make_pool", pool)
   with Context(IGNORE_BEAM_CACHE=0, CACHELEVEL=0):
     opts = search.beam_search(ex.ast, ren, WIDTH, DEV)
     n = len(pool.candidates)

@@ -66,7 +66,8 @@ def cuda_probe() -> str | None:
   """None when a CUDA device may be usable here, else a sentence saying what is missing. Cheap: loads and initializes nothing."""
   if not sys.platform.startswith("linux"): return f"the CUDA device supports Linux only (this is {sys.platform})"
   if os.environ.get("TG_LIBCUDA") is None:
-    if not os.path.exists("/dev/nvidiactl"): return "/dev/nvidiactl does not exist: no NVIDIA kernel driver is loaded, so there is no NVIDIA GPU to use"
+    if not os.path.exists("/dev/nvidiactl"):
+      return "/dev/nvidiactl does not exist: no NVIDIA kernel driver is loaded, so there is no NVIDIA GPU to use"
     if not glob.glob("/dev/nvidia[0-9]*"): return "no NVIDIA GPU device node (/dev/nvidia0, ...) exists"
     if find_libcuda_file() is None and ctypes.util.find_library("cuda") is None:
       return "libcuda.so.1 (the NVIDIA driver's user-space library) was not found: install the NVIDIA driver or set TG_LIBCUDA"

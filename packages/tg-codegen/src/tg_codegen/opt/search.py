@@ -3,13 +3,13 @@
 `CACHELEVEL=0` turns it off)."""
 from __future__ import annotations
 import hashlib, json, os, sqlite3, time
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
 from tg_uop.helpers import DEBUG, CACHELEVEL, IGNORE_BEAM_CACHE, cache_dir, getenv
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_codegen.kernel import Opt, OptOps, KernelOptError, KernelInfo, apply_opts
 
-ACTIONS: list[Opt] = [Opt(OptOps.UPCAST, ax, amt) for amt in (0, 2, 3, 4, 5, 7, 8) for ax in range(6)] + \
+ACTIONS: list[Opt] = [Opt(OptOps.UPCAST, ax, amt) for amt in (0, 2, 3, 4, 5, 7, 8, 16) for ax in range(6)] + \
   [Opt(OptOps.UNROLL, ax, amt) for amt in (0, 2, 3, 4, 8) for ax in range(6)] + \
   [Opt(OptOps.LOCAL, ax, amt) for amt in (2, 4, 8, 16, 32) for ax in range(4)] + \
   [Opt(OptOps.GROUPTOP, ax, amt) for amt in (8, 16, 32, 64, 256) for ax in range(4)] + \
@@ -48,6 +48,10 @@ def _build(args):
   except Exception as e:  # a candidate that fails to lower or compile is dropped, with the reason under DEBUG
     return opts, None, repr(e)
 
+def make_pool(workers: int):
+  """The worker processes that lower and compile candidates (forked, so they see this process's settings)."""
+  return multiprocessing.get_context("fork").Pool(workers)
+
 def _time(device: str, spec, lib: bytes, bufs: list, runs: int = 3) -> float:
   from tg_uop.device import Device
   dev = Device[device]
@@ -77,22 +81,32 @@ def beam_search(ast: UOp, ren, width: int, device: str | None = None) -> list[Op
   bufs = {u.arg: Buffer(device, max(u.dtype.size, 1), u.dtype.base).allocate() for u in gl}
   beam: list[tuple[list[Opt], float]] = []
   workers = max(1, min(getenv("BEAM_WORKERS", os.cpu_count() or 1), 8))
+  timeout = getenv("BEAM_TIMEOUT_S", 30.0)  # a candidate whose lowering + compile takes longer is dropped
   st = time.perf_counter()
-  with ProcessPoolExecutor(workers) as pool:
-    frontier: list[list[Opt]] = [[]]
+  from tg_codegen.opt.heuristic import hand_coded_optimizations
+  pool = make_pool(workers)
+  try:
+    # the heuristic's choice is a candidate from the start: the search never ends worse than the default
+    frontier: list[list[Opt]] = [[], hand_coded_optimizations(ast, ren)]
     seen: set[str] = set()
+    first = True
     while frontier:
-      cands = []
+      cands = [o for o in frontier if first]
       for base in frontier:
         for a in ACTIONS:
           opts = base + [a]
           try: apply_opts(ast, opts, ren)
           except KernelOptError: continue
-          k = _opts_to_json(opts)
-          if k not in seen: seen.add(k); cands.append(opts)  # noqa: E702
-      if not frontier[0]: cands = [[]] + cands
+          cands.append(opts)
+      cands = [o for o in cands if (k := _opts_to_json(o)) not in seen and not seen.add(k)]  # type: ignore[func-returns-value]
+      first = False
+      jobs = [(o, pool.apply_async(_build, ((ast, o, device),))) for o in cands]
       timed = []
-      for opts, spec, lib in pool.map(_build, [(ast, o, device) for o in cands]):
+      for opts, job in jobs:
+        try: _, spec, lib = job.get(timeout=timeout)
+        except multiprocessing.TimeoutError:
+          if DEBUG >= 2: print(f"BEAM: {opts} took over {timeout} s to build: dropped")
+          continue
         if spec is None:
           if DEBUG >= 3: print(f"BEAM: {opts} failed: {lib}")
           continue
@@ -103,6 +117,7 @@ def beam_search(ast: UOp, ren, width: int, device: str | None = None) -> list[Op
       beam = sorted(beam + improved, key=lambda x: x[1])[:width]
       frontier = [o for o, _ in improved]
       if DEBUG >= 2: print(f"BEAM: {len(timed)} candidates, best {beam[0][1]*1e6:.1f} us with {beam[0][0]}")
+  finally: pool.terminate()  # also stops builds still running past their timeout
   best = beam[0][0] if beam else []
   if DEBUG >= 1: print(f"BEAM {width} for {device}: {best} in {time.perf_counter() - st:.1f} s")
   if con is not None:
