@@ -140,7 +140,8 @@ def test_cross_entropy_matches_torch():
   grad_check(lambda x: x.cross_entropy(Tensor(yi), weight=Tensor(w), ignore_index=-100, label_smoothing=0.2),
              lambda x: F.cross_entropy(x, torch.tensor(yi), weight=torch.tensor(w), ignore_index=-100, label_smoothing=0.2), logits)
   probs = np.abs(rnd(5, 4)); probs /= probs.sum(1, keepdims=True)
-  grad_check(lambda x: x.cross_entropy(Tensor(probs), label_smoothing=0.1), lambda x: F.cross_entropy(x, torch.tensor(probs), label_smoothing=0.1), logits)
+  grad_check(lambda x: x.cross_entropy(Tensor(probs), label_smoothing=0.1),
+             lambda x: F.cross_entropy(x, torch.tensor(probs), label_smoothing=0.1), logits)
   # spatial targets: classes on axis 1
   grad_check(lambda x: x.cross_entropy(Tensor(np.array([[0, 2, 1], [2, 2, 0]]))),
              lambda x: F.cross_entropy(x, torch.tensor([[0, 2, 1], [2, 2, 0]])), rnd(2, 3, 3))
@@ -150,7 +151,8 @@ def test_nll_and_sparse_categorical_crossentropy_match_torch():
   lp = torch.log_softmax(torch.tensor(logits), 1).numpy()
   grad_check(lambda x: x.nll_loss(Tensor(y)), lambda x: F.nll_loss(x, torch.tensor(y)), lp)
   w = np.abs(rnd(5)) + 0.1
-  grad_check(lambda x: x.nll_loss(Tensor(y), weight=Tensor(w), reduction="sum"), lambda x: F.nll_loss(x, torch.tensor(y), weight=torch.tensor(w), reduction="sum"), lp)
+  grad_check(lambda x: x.nll_loss(Tensor(y), weight=Tensor(w), reduction="sum"),
+             lambda x: F.nll_loss(x, torch.tensor(y), weight=torch.tensor(w), reduction="sum"), lp)
   y2 = np.array([4, -1, 1, 1, -1, 2])
   grad_check(lambda x: x.sparse_categorical_crossentropy(Tensor(y2), label_smoothing=0.1),
              lambda x: F.cross_entropy(x, torch.tensor(y2), ignore_index=-1, label_smoothing=0.1), logits)

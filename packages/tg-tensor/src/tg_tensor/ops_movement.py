@@ -278,7 +278,6 @@ class MovementMixin:
   def _with_items(self: Tensor, indices: Any, vt: Tensor) -> Tensor:
     """A new tensor equal to self except at `indices`, which hold `vt` (broadcast)."""
     from tg_tensor.tensor import Tensor
-    from tg_tensor.ops_math import broadcast_shape
     if isinstance(indices, Tensor) and indices.dtype == dtypes.bool: return self._with_masked(indices, vt)
     box, flips, strides, out_shape, tensor_idx = self._index_plan(indices)
     out_shape = tuple(out_shape)
@@ -335,7 +334,9 @@ class MovementMixin:
   def scatter_reduce(self: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, include_self: bool = True) -> Tensor:
     """PyTorch's scatter_reduce: reduce 'sum', 'prod', 'mean', 'amax' or 'amin' of the values scattered to each position
     (and the original value when include_self)."""
-    if reduce not in ("sum", "prod", "mean", "amax", "amin"): raise ValueError(f"scatter_reduce reduce must be sum, prod, mean, amax or amin, got {reduce!r}")
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+      raise ValueError(f"scatter_reduce reduce must be sum, prod, mean, amax or amin, got"
+        f" {reduce!r}")
     return self._scatter(dim, index, src, reduce, include_self)
   def _scatter(self: Tensor, dim: int, index: Tensor, src: Any, mode: str, include_self: bool = True) -> Tensor:
     from tg_tensor.tensor import Tensor
@@ -357,7 +358,8 @@ class MovementMixin:
     hit = hits.any(-1)
     if mode == "replace":
       last = hits.where(self._index(m, dtypes.int32, self.device), -1).max(-1, keepdim=True)
-      val = (self._index(m, dtypes.int32, self.device) == last).where(sv, sv._const(0, sv.dtype, (), sv.device)).sum(-1, dtype=sv.dtype if sv.dtype != dtypes.bool else None).cast(self.dtype)
+      hit = (self._index(m, dtypes.int32, self.device) == last).where(sv, sv._const(0, sv.dtype, (), sv.device))
+      val = hit.sum(-1, dtype=sv.dtype if sv.dtype != dtypes.bool else None).cast(self.dtype)
     elif mode in ("sum", "mean"): val = hits.where(sv, 0).sum(-1, dtype=self.dtype)
     elif mode == "prod": val = hits.where(sv, 1).prod(-1, dtype=self.dtype)
     else:
@@ -381,7 +383,9 @@ class MovementMixin:
     """Windows of `size` every `step` along `dimension`: that axis becomes the window count and a new last axis of `size` holds
     each window (PyTorch's Tensor.unfold)."""
     d = self._axis(dimension)
-    if size < 0 or size > self.shape[d] or step <= 0: raise ValueError(f"unfold needs 0 <= size <= {self.shape[d]} and step > 0, got size={size}, step={step}")
+    if size < 0 or size > self.shape[d] or step <= 0:
+      raise ValueError(f"unfold needs 0 <= size <= {self.shape[d]} and step > 0, got size={size},"
+        f" step={step}")
     others = [k for k in range(self.ndim) if k != d]
     x = self.permute(others + [d])._pool((size,), step)
     nd = self.ndim

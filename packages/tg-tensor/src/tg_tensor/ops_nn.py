@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
-from tg_uop.dtype import DType, dtypes, least_upper_dtype, least_upper_float, to_dtype, to_np_name
+from tg_uop.dtype import DType, dtypes, least_upper_dtype, to_dtype, to_np_name
 from tg_uop.helpers import prod, ceildiv
 if TYPE_CHECKING: from tg_tensor.tensor import Tensor
 
@@ -135,7 +135,9 @@ class NNMixin:
       raise ValueError(f"conv_transpose: input channels {self.shape[1]} must equal weight.shape[0] ({weight.shape[0]}), divisible by groups={groups}")
     s_, d_, op_ = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation"), _ntuple(output_padding, n, "output_padding")
     pads = _pad_pairs(padding, k_, d_)
-    if any(o >= max(s, d) for o, s, d in zip(op_, s_, d_)): raise ValueError(f"output_padding {op_} must be smaller than stride {s_} or dilation {d_}")
+    if any(o >= max(s, d) for o, s, d in zip(op_, s_, d_)):
+      raise ValueError(f"output_padding {op_} must be smaller than stride {s_} or dilation"
+        f" {d_}")
     cin = weight.shape[0]
     w = weight.reshape((groups, cin // groups) + weight.shape[1:]).transpose(1, 2).flip(tuple(range(3, 3 + n)))
     w = w.reshape((groups * weight.shape[1], cin // groups) + k_)
@@ -313,7 +315,8 @@ class NNMixin:
     cd = 0 if self.ndim == 1 else 1
     C = self.shape[cd]
     if Y.shape != self.shape[:cd] + self.shape[cd + 1:]:
-      raise ValueError(f"targets of shape {Y.shape} don't fit input {self.shape} (classes on axis {cd}): they need shape {self.shape[:cd] + self.shape[cd + 1:]}")
+      raise ValueError(f"targets of shape {Y.shape} don't fit input {self.shape} (classes on axis {cd}): they need"
+                       f" shape {self.shape[:cd] + self.shape[cd + 1:]}")
     lp = self.transpose(cd, -1) if cd != self.ndim - 1 else self  # classes last
     hit = Y.unsqueeze(-1) == self._index(C, Y.dtype, self.device)
     keep = (Y != ignore_index)
@@ -380,7 +383,9 @@ class NNMixin:
     """Resize the last len(size) axes to `size` (or by `scale_factor` over the axes after (N, C)): mode 'linear' (also
     'bilinear'/'trilinear'), 'nearest' or 'nearest-exact', with PyTorch's coordinate rules."""
     if mode in ("bilinear", "trilinear"): mode = "linear"
-    if mode not in ("linear", "nearest", "nearest-exact"): raise ValueError(f"interpolate mode {mode!r} is not supported: use linear, nearest or nearest-exact")
+    if mode not in ("linear", "nearest", "nearest-exact"):
+      raise ValueError(f"interpolate mode {mode!r} is not supported: use linear, nearest or"
+        f" nearest-exact")
     if align_corners and mode != "linear": raise ValueError("align_corners only applies to mode='linear'")
     if size is None:
       if scale_factor is None: raise ValueError("interpolate needs size or scale_factor")
