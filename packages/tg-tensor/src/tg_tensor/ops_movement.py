@@ -358,8 +358,8 @@ class MovementMixin:
     hit = hits.any(-1)
     if mode == "replace":
       last = hits.where(self._index(m, dtypes.int32, self.device), -1).max(-1, keepdim=True)
-      hit = (self._index(m, dtypes.int32, self.device) == last).where(sv, sv._const(0, sv.dtype, (), sv.device))
-      val = hit.sum(-1, dtype=sv.dtype if sv.dtype != dtypes.bool else None).cast(self.dtype)
+      picked = (self._index(m, dtypes.int32, self.device) == last).where(sv, sv._const(0, sv.dtype, (), sv.device))
+      val = picked.sum(-1, dtype=sv.dtype if sv.dtype != dtypes.bool else None).cast(self.dtype)
     elif mode in ("sum", "mean"): val = hits.where(sv, 0).sum(-1, dtype=self.dtype)
     elif mode == "prod": val = hits.where(sv, 1).prod(-1, dtype=self.dtype)
     else:
