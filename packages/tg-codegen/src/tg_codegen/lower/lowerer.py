@@ -76,7 +76,7 @@ def vector_axis(sink: UOp, info: KernelInfo, ren) -> UOp | None:
   then the most loads, contiguous; None if there is none."""
   if not getattr(ren, "supports_float4", False): return None
   widths = (2, 4, 8, 16) if getattr(ren, "device", None) == "CPU" else (2, 4)
-  ups = [a.rng for a in info.axes if a.type is AxisType.UPCAST and a.size in widths]
+  ups = [a.rng for a in info.axes if a.type in (AxisType.UPCAST, AxisType.UNROLL) and a.size in widths]
   if not ups: return None
   mem = [u for u in sink.toposort() if u.op in (Ops.LOAD, Ops.STORE) and u.src[0].op is Ops.INDEX and len(u.src[0].src) == 2]
   def score(r: UOp) -> tuple[int, int, int]:
@@ -108,7 +108,8 @@ def vectorize(sink: UOp, r: UOp) -> UOp:
   for u in topo:
     if u is r or any(s in dep for s in u.src): dep.add(u)
   new: dict[UOp, UOp] = {}
-  def vec(s: UOp) -> UOp: return new[s] if s in dep else new[s].broadcast(n)
+  def ix_free(ix: UOp) -> bool: return ix not in dep
+  def vec(s: UOp) -> UOp: return new[s] if new[s].dtype.count == n else new[s].broadcast(n)
   for u in topo:
     if u not in dep:
       src = tuple(new[s] for s in u.src)
@@ -124,6 +125,8 @@ def vectorize(sink: UOp, r: UOp) -> UOp:
         lanes = _lanes(ix, r, n)
         lane_src = lambda o, k: new[o].gep(k) if o in dep and new[o].dtype.count == n else new[o]  # noqa: E731
         new[u] = UOp.vectorize(*[UOp(Ops.LOAD, u.dtype, (lx, *(lane_src(o, k) for o in u.src[1:]))) for k, lx in enumerate(lanes)])
+    elif u.op is Ops.STORE and ix_free(u.src[0]):  # the address doesn't depend on r: a value reduced over r's lanes
+      new[u] = UOp(Ops.STORE, dtypes.void, tuple(new[s] for s in u.src))
     elif u.op is Ops.STORE:
       ix, val = u.src[0], vec(u.src[1])
       lanes = _lanes(ix, r, n)
@@ -132,7 +135,11 @@ def vectorize(sink: UOp, r: UOp) -> UOp:
         new[u] = UOp(Ops.STORE, dtypes.void, (lanes[0], val, *rest))
       else: new[u] = UOp(Ops.SINK, dtypes.void, tuple(UOp(Ops.STORE, dtypes.void, (lx, val.gep(k), *rest)) for k, lx in enumerate(lanes)))
     elif u.op is Ops.END: new[u] = UOp(Ops.END, dtypes.void, tuple(new[s] for s in u.src if s is not r))
-    elif u.op is Ops.REDUCE: new[u] = UOp(Ops.REDUCE, u.dtype.vec(n), (new[u.src[0]], *(new[s] for s in u.src[1:])), u.arg)
+    elif u.op is Ops.REDUCE and r in u.src[1:]:  # r is an unrolled reduce axis: reduce in n lanes, then fold the lanes once
+      rest = [new[s] for s in u.src[1:] if s is not r]
+      inner = UOp(Ops.REDUCE, u.dtype.vec(n), (vec(u.src[0]), *rest), u.arg) if rest else vec(u.src[0])
+      new[u] = _fold(u.arg, [inner.gep(k) for k in range(n)])
+    elif u.op is Ops.REDUCE: new[u] = UOp(Ops.REDUCE, u.dtype.vec(n), (vec(u.src[0]), *(new[s] for s in u.src[1:])), u.arg)
     elif u.op in GroupOp.ALU or u.op in (Ops.CAST, Ops.BITCAST):
       dt = u.dtype.scalar().vec(n)
       new[u] = UOp(u.op, dt, tuple(vec(s) for s in u.src), u.arg)
@@ -227,7 +234,8 @@ def lower_reduces(sink: UOp) -> UOp:
     ident = x.const_like(reduce_identity(u.arg, x.dtype))
     val = x
     if loops:
-      acc = UOp(Ops.DEFINE_REG, x.dtype.ptr(1, "reg"), (), next(regs))
+      # memory holds scalars: a vector value is n consecutive elements, read and written with one vector access
+      acc = UOp(Ops.DEFINE_REG, x.dtype.scalar().ptr(x.dtype.count, "reg"), (), next(regs))
       idx = acc.index(UOp.const(dtypes.index, 0))
       outer = sorted(scope_of(x.toposort())[x] - set(loops), key=lambda r: r.arg)
       init = UOp(Ops.STORE, dtypes.void, (idx, ident, *outer))
@@ -242,11 +250,12 @@ def lower_reduces(sink: UOp) -> UOp:
       others = [o for o in all_lidx if o not in grp]
       base = UOp.const(dtypes.index, 0)
       for o in others: base = base * o.src[0].arg + o
-      smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(size * prod(o.src[0].arg for o in others), "local"), (), next(locs))
-      bar = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.STORE, dtypes.void, (smem.index(base * size + lid), val)),))
+      w = x.dtype.count
+      smem = UOp(Ops.DEFINE_LOCAL, x.dtype.scalar().ptr(size * prod(o.src[0].arg for o in others) * w, "local"), (), next(locs))
+      bar = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.STORE, dtypes.void, (smem.index((base * size + lid) * w), val)),))
       # only the first thread of the group reads the partial results back (the others' loads are gated off: no memory traffic)
       first = _fold(Ops.AND, [g.eq(0) for g in grp])
-      val = _fold(u.arg, [UOp(Ops.LOAD, x.dtype, (smem.index(base * size + k, gate=first), ident, bar)) for k in range(size)])
+      val = _fold(u.arg, [UOp(Ops.LOAD, x.dtype, (smem.index((base * size + k) * w, gate=first), ident, bar)) for k in range(size)])
       group_lidx.extend(g for g in grp if g not in group_lidx)
     new[u] = val
   out = new[sink]

@@ -1,6 +1,8 @@
 """The default opt-op choice: a few readable rules, each tried and kept only if it fits the kernel."""
 from __future__ import annotations
+from tg_uop.ops import Ops
 from tg_uop.uop import UOp
+from tg_codegen.lower.lowerer import _unit_stride
 from tg_codegen.kernel import Opt, OptOps, AxisType, KernelInfo, KernelOptError, initial_info, apply_opt
 
 def _try(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
@@ -20,6 +22,16 @@ def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
   if not ren.has_local:
     # CPU: the last parallel axis becomes SIMD lanes (16 floats fill an AVX-512 register, two AVX2 ones); with a reduction, a
     # second axis is upcast too, so each loaded value feeds several accumulators (a register tile, as in a BLAS kernel)
+    loads = [u.src[0].src[1] for u in ast.toposort() if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX]
+    unit = lambda r: any(_unit_stride(ix, r) for ix in loads)  # noqa: E731
+    if red and not (glb and unit(info.axes[glb[-1]].rng)) and unit(info.axes[red[-1]].rng):
+      # a reduction along memory (row sums): SIMD lanes over the reduce axis, a few rows at once for independent accumulators
+      for amt in (16, 8, 4):
+        if info.axes[red[-1]].size % amt == 0 and (new := _try(info, Opt(OptOps.UNROLL, red[-1], amt), ren)) is not info:
+          info = new
+          break
+      if glb and info.axes[glb[-1]].size % 4 == 0 and info.axes[glb[-1]].size > 4: info = _try(info, Opt(OptOps.UPCAST, glb[-1], 4), ren)
+      return list(info.opts)
     if glb:
       last = glb[-1]
       for amt in (16, 8, 4):
