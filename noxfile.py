@@ -93,7 +93,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
   """Install every package and run the main job (DEMO above) on the default device."""
-  session.install(*(_path(p, "llvm" if p == "tg-codegen" else "") for p in PACKAGES))
+  session.install(*(_path(p, "llvm" if p == "tg-codegen" else "") for p in PACKAGES), "scikit-learn")
   session.run(*DEMO, env=_env(session))
 
 def _bench_install(session: nox.Session) -> None:
