@@ -18,7 +18,7 @@ def _check(ex, dev, opts, seed=0):
   return spec
 
 KERNELS = [examples.elementwise(24), examples.row_reduce(6, 40), examples.row_reduce(5, 12, Ops.MAX), examples.matmul(8, 12, 16),
-           examples.conv2d(2, 3, 4, 6, 6, 3, 3)]
+           examples.conv2d(2, 3, 4, 6, 6, 3, 3), examples.sum_of_row_max(8, 16)]
 
 def random_opts(ex, ren, rnd: random.Random, n: int = 4) -> list[Opt]:
   """Random opts that fit the kernel (each kept only if it applies)."""

@@ -126,3 +126,29 @@ def test_an_assign_that_ran_does_not_run_again_in_later_graphs():
   b = a * 10  # built on the pending assign
   a.realize()
   assert b.tolist() == [20.0, 30.0] and a.tolist() == [2.0, 3.0]
+
+def test_the_same_update_twice_runs_twice():
+  from tg_tensor.tensor import Tensor
+  x = Tensor([0.0]).realize()
+  keep = []
+  for _ in range(3):
+    x.assign(x + 1)
+    keep.append(x.uop)  # holding the graph alive must not make a later identical update look done
+    x.realize()
+  assert x.tolist() == [3.0]
+
+def test_reads_of_the_old_value_run_before_the_assign():
+  from tg_tensor.tensor import Tensor
+  a = Tensor([1.0, 2.0]).realize()
+  old_doubled = (a * 2).contiguous()
+  a.assign(a + 10)
+  Tensor.realize(old_doubled, a)
+  assert old_doubled.tolist() == [2.0, 4.0] and a.tolist() == [11.0, 12.0]
+
+def test_an_assign_cycle_is_a_clear_error():
+  from tg_tensor.tensor import Tensor
+  x, y = Tensor([1.0]).realize(), Tensor([2.0]).realize()
+  x_old, y_old = Tensor(x.uop), Tensor(y.uop)  # views of the buffers as they are now
+  x.assign(y_old + 0)
+  y.assign(x_old + 0)  # each needs the other's old value, and each overwrites it: no order works
+  with pytest.raises(ScheduleError, match="assign cycle"): Tensor.realize(x, y)

@@ -81,3 +81,11 @@ def run_example(ex: ExampleKernel, device: str, inputs: list, opts=None):
   out = np.empty(ex.shapes[0], dtype=npdt)
   bufs[0].copyout(memoryview(out).cast("B"))
   return out, spec
+
+def sum_of_row_max(m: int, k: int) -> ExampleKernel:
+  """out = sum_i max_k a[i, k]: a reduction nested in another, one scalar output."""
+  out, a = _g(0, 1), _g(1, m * k)
+  i, r = UOp.range(m, 0), UOp.range(k, 1)
+  inner = _reduce(a.index(i * k + r).load(), r, op=Ops.MAX)
+  return ExampleKernel(f"sum_max_{m}_{k}", UOp.sink(out.index(UOp.const(dtypes.index, 0)).store(_reduce(inner, i))), [(1,), (m, k)],
+                       lambda a: a.max(1).sum(keepdims=True))

@@ -9,6 +9,7 @@ from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 
 _uid = itertools.count()
+assign_ids = itertools.count()  # every ASSIGN is distinct: the same update twice (x += 1 each step) must run twice
 _buffers: weakref.WeakKeyDictionary[UOp, object] = weakref.WeakKeyDictionary()
 
 def canonical_device(device: str | None) -> str:

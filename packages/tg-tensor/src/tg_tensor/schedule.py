@@ -144,13 +144,49 @@ def _device_of(u: UOp, realized: dict[UOp, UOp]) -> set[str]:
     else: stack.extend(x.src)
   return devs
 
-def create_schedule(outs: list[UOp], default_device: str) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:
-  """The steps computing `outs`, in order, and for each materialized UOp the BUFFER holding it."""
-  points = materialize_points(outs)
-  realized: dict[UOp, UOp] = {}
+def _direct_reads(u: UOp, points: set[UOp]) -> tuple[set[UOp], set[UOp]]:
+  """(the points and the BUFFERs that the kernel computing `u` reads directly, not through another point)."""
+  pts, bufs, stack, seen = set(), set(), list(u.src), set()
+  while stack:
+    x = stack.pop()
+    if x in seen: continue
+    seen.add(x)
+    if x in points: pts.add(x)
+    elif x.op is Ops.BUFFER: bufs.add(x)
+    else: stack.extend(x.src)
+  return pts, bufs
+
+def order_points(outs: list[UOp], points: set[UOp], stop: set[UOp] | None = None) -> list[UOp]:
+  """The materialization points in an order that respects data flow (read after write) and lets every kernel that reads a
+  buffer's old value run before an ASSIGN overwrites it (write after read). A cycle between the two is an error."""
+  topo = [u for u in UOp.sink(*outs).toposort() if u in points]
+  pos = {u: i for i, u in enumerate(topo)}
+  reads = {u: _direct_reads(u, points | (stop or set())) for u in topo}
+  deps: dict[UOp, set[UOp]] = {u: set(reads[u][0]) & points for u in topo}
+  for a in topo:
+    if a.op is not Ops.ASSIGN or (b := _base(a.src[0])) is None: continue
+    for p in topo:
+      if p is not a and b in reads[p][1]: deps[a].add(p)  # p reads b's old value: it runs before the assign
+  out, done, state = [], set(), {}
+  def visit(u: UOp, path: list[UOp]):
+    if u in done: return
+    if state.get(u) == "active":
+      cyc = path[path.index(u):] + [u]
+      raise ScheduleError("assign cycle: " + " -> ".join(f"{x.op.name}#{pos[x]}" for x in cyc) +
+                          ": a value both reads a buffer's old contents and depends on its new ones; realize one of them first")
+    state[u] = "active"
+    for d in sorted(deps[u], key=pos.__getitem__): visit(d, path + [u])
+    state[u] = "done"; done.add(u); out.append(u)  # noqa: E702
+  for u in topo: visit(u, [])
+  return out
+
+def create_schedule(outs: list[UOp], default_device: str, realized: dict[UOp, UOp] | None = None) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:
+  """The steps computing `outs`, in order, and for each materialized UOp the BUFFER holding it (`realized` may hold values
+  already computed, which are read instead of recomputed)."""
+  realized = {} if realized is None else realized
+  points = materialize_points(outs) - set(realized)
   items: list[ScheduleItem] = []
-  for u in UOp.sink(*outs).toposort():
-    if u not in points: continue
+  for u in order_points(outs, points, set(realized)):
     if u.op is Ops.COPY:
       src = u.src[0]
       sbuf = realized[src] if src in realized else _base(src)
@@ -172,7 +208,7 @@ def create_schedule(outs: list[UOp], default_device: str) -> tuple[list[Schedule
     if target is not None and out in kb.globals and _reads_elsewhere(val, kb.globals[out], _linear(rngs, u.shape)):
       # the value reads the target at other positions than it writes: compute it into a temporary first (write-after-read)
       tmp_u = value.contiguous()
-      sub_items, sub_real = create_schedule([tmp_u], device)
+      sub_items, sub_real = create_schedule([tmp_u], device, dict(realized))
       items.extend(sub_items)
       kb = _KernelBuilder(sub_real)
       kb.glob(out)
@@ -188,7 +224,11 @@ def create_schedule(outs: list[UOp], default_device: str) -> tuple[list[Schedule
   return items, realized
 
 def _reads_elsewhere(val: UOp, g: UOp, store_idx: UOp) -> bool:
-  return any(x.op is Ops.INDEX and x.src[0] is g and x.src[1] is not store_idx for x in val.toposort())
+  """Does `val` read buffer `g` at an index other than the one the kernel stores to (compared after simplification)?"""
+  from tg_uop.rewrite import graph_rewrite
+  from tg_uop.symbolic import symbolic
+  st = graph_rewrite(store_idx, symbolic)
+  return any(x.op is Ops.INDEX and x.src[0] is g and graph_rewrite(x.src[1], symbolic) is not st for x in val.toposort())
 
 # ---- schedule cache: graphs that differ only in which buffers they read reuse one schedule ----
 _cache: dict[tuple, tuple[list[ScheduleItem], tuple[UOp, ...], tuple[UOp, ...]]] = {}
@@ -197,6 +237,16 @@ cache_stats = {"hits": 0, "misses": 0}
 
 # an ASSIGN that already ran is, for every graph built on it, just its target buffer: it must not run again
 done_assigns: "weakref.WeakKeyDictionary[UOp, UOp]" = weakref.WeakKeyDictionary()
+
+def _templatize(sink: UOp, ph: dict[UOp, UOp | None]) -> UOp:
+  new: dict[UOp, UOp] = {}
+  k = 0
+  for u in sink.toposort():
+    if u.op is Ops.BUFFER and u in ph: new[u] = ph[u]; continue  # noqa: E702
+    src = tuple(new[s] for s in u.src)
+    if u.op is Ops.ASSIGN: new[u] = UOp(Ops.ASSIGN, u.dtype, src, ("assign", k)); k += 1  # noqa: E702
+    else: new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, src, u.arg)
+  return new[sink]
 
 def schedule_cached(outs: list[UOp], default_device: str) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:
   """`create_schedule`, cached by graph structure: every BUFFER is replaced by a numbered placeholder, so a training step that
@@ -209,7 +259,9 @@ def schedule_cached(outs: list[UOp], default_device: str) -> tuple[list[Schedule
     return items, {o: realized[n] for o, n in zip(orig, outs) if n in realized} | {o: done[o] for o in orig if o in done}
   bufs = [u for u in topo if u.op is Ops.BUFFER]
   ph = {b: UOp(Ops.BUFFER, b.dtype, b.src, (b.arg[0], -(i + 1))) for i, b in enumerate(bufs)}
-  template = UOp.sink(*outs).substitute(ph)
+  # ASSIGNs carry a unique id (so the same update twice runs twice); in the cache key they are numbered by position
+  ph.update({a: None for a in topo if a.op is Ops.ASSIGN})
+  template = _templatize(UOp.sink(*outs), ph)
   key = (template, default_device)
   if (hit := _cache.get(key)) is None:
     cache_stats["misses"] += 1
@@ -220,7 +272,7 @@ def schedule_cached(outs: list[UOp], default_device: str) -> tuple[list[Schedule
     _cache[key] = hit
   else: cache_stats["hits"] += 1
   items, outs_t, created = hit
-  back: dict[UOp, UOp] = {v: k for k, v in ph.items()}
+  back: dict[UOp, UOp] = {v: k for k, v in ph.items() if v is not None}
   back.update({c: new_buffer(c.src[0].arg, c.arg[0], c.dtype) for c in created})
   new_items = [ScheduleItem(it.ast, tuple(back.get(b, b) for b in it.bufs), it.device, it.meta) for it in items]
   return new_items, {o: back.get(t, t) for o, t in zip(outs, outs_t) if t is not None}

@@ -110,8 +110,8 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin, NNMixin):
   def _realize_target(self) -> UOp:
     # a graph of constants only has no device: write it into a fresh buffer on this tensor's device
     if _graph_device(self.uop) is not None: return self.uop
-    from tg_tensor.buffers import new_buffer
-    return UOp(Ops.ASSIGN, self.dtype, (new_buffer(self.device, self.numel(), self.dtype).reshape(self.shape), self.uop))
+    from tg_tensor.buffers import new_buffer, assign_ids
+    return UOp(Ops.ASSIGN, self.dtype, (new_buffer(self.device, self.numel(), self.dtype).reshape(self.shape), self.uop), next(assign_ids))
   def realize(self, *lst: Tensor) -> Tensor:
     """Compute this tensor (and `lst`) now, in one schedule; returns self."""
     todo = [t for t in (self, *lst) if t.numel() > 0 and not t._is_realized()]
@@ -193,7 +193,8 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin, NNMixin):
     if x.dtype != self.dtype: raise ValueError(f"assign needs the same dtype: target {self.dtype}, value {x.dtype}; cast the value first")
     if not self._is_realized(): self.realize()
     if not self._is_realized(): self.uop = self.contiguous().realize().uop  # constants or an empty tensor
-    self.uop = UOp(Ops.ASSIGN, self.dtype, (self.uop, x.uop))
+    from tg_tensor.buffers import assign_ids
+    self.uop = UOp(Ops.ASSIGN, self.dtype, (self.uop, x.uop), next(assign_ids))
     return self
 
   # ---- creation ----

@@ -111,7 +111,10 @@ def vectorize(sink: UOp, r: UOp) -> UOp:
   def ix_free(ix: UOp) -> bool: return ix not in dep
   def vec(s: UOp) -> UOp: return new[s] if new[s].dtype.count == n else new[s].broadcast(n)
   for u in topo:
-    if u not in dep:
+    # a value that depends on r only through a reduction over r's lanes is scalar again: rebuild it as a scalar
+    scalar_again = u in dep and u is not r and all(new[s].dtype.count == 1 for s in u.src) and \
+      (u.op not in (Ops.LOAD, Ops.STORE, Ops.INDEX) or ix_free(u.src[0] if u.op is not Ops.INDEX else u))
+    if u not in dep or scalar_again:
       src = tuple(new[s] for s in u.src)
       new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, src, u.arg)
     elif u is r: new[u] = UOp(Ops.VCONST, r.dtype.vec(n), (), tuple(range(n)))
