@@ -9,7 +9,7 @@ from tg_uop.dtype import PtrDType, dtypes
 from tg_uop.helpers import DEBUG, NOOPT, BEAM
 from tg_uop.ops import Ops, GroupOp
 from tg_uop.uop import UOp, sym_infer
-from tg_codegen.kernel import KernelInfo, Opt, apply_opts
+from tg_codegen.kernel import KernelInfo, KernelOptError, Opt, OptOps, apply_opts
 from tg_codegen.lower.lowerer import lower
 from tg_codegen.linearize import linearize
 
@@ -76,7 +76,12 @@ def get_program(ast: UOp, ren, opts: list[Opt] | None = None, device: str | None
   """Lower, linearize and render the kernel `ast` for renderer `ren` (with `opts`, or the ones `choose_opts` picks)."""
   if ast.op is not Ops.SINK: raise TypeError(f"a kernel is a SINK of STOREs, got {ast.op.name}")
   info = apply_opts(ast, choose_opts(ast, ren, device) if opts is None else opts, ren)
-  low = lower(ast, info, ren)
+  try: low = lower(ast, info, ren)
+  except KernelOptError:
+    if opts is not None or not any(o.op in (OptOps.GROUP, OptOps.GROUPTOP) for o in info.opts): raise
+    # the chosen opts need more local memory than the device has: fall back to the same opts without GROUP
+    info = apply_opts(ast, [o for o in info.opts if o.op not in (OptOps.GROUP, OptOps.GROUPTOP)], ren)
+    low = lower(ast, info, ren)
   uops = linearize(low.sink, low.range_order)
   name = info.name
   src = ren.render(name, uops)

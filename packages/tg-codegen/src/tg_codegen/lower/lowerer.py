@@ -293,6 +293,11 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   sink = expand(sink, info)
   sink, gs, ls = map_grid(sink, info, ren)
   sink = lower_reduces(sink)
+  smem = sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
+  if (limit := getattr(ren, "shared_max", None)) and smem > limit:
+    from tg_codegen.kernel import KernelOptError
+    raise KernelOptError(f"opts {list(info.opts)} need {smem} bytes of local memory, more than the {limit} {type(ren).__name__} allows: "
+                         "use a smaller GROUP or fewer upcasts")
   sink = graph_rewrite(sink, symbolic + decompositions(ren) + splice_groups)
   order = tuple(a.rng for a in info.axes if a.type in (AxisType.GLOBAL, AxisType.REDUCE))
   return Lowered(sink, gs, ls, order)

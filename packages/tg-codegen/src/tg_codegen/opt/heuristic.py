@@ -15,7 +15,9 @@ def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
   """Opts for `ast` on `ren`: register tiles via UPCAST, UNROLL of short reduce loops, and LOCAL/GROUP on GPUs."""
   info = initial_info(ast)
   glb, red = _axes(info, AxisType.GLOBAL), _axes(info, AxisType.REDUCE)
-  if ren.has_local and red and glb == [] or (ren.has_local and red and all(info.axes[i].size <= 32 for i in glb)):
+  outputs = 1
+  for i in glb: outputs *= info.axes[i].size
+  if ren.has_local and red and outputs < 2048 and info.axes[red[0]].size >= 256:
     # few outputs, long reductions: spread each reduction over a workgroup
     for amt in (256, 128, 64, 32, 16):
       if (new := _try(info, Opt(OptOps.GROUPTOP, red[0], amt), ren)) is not info: info = new; break  # noqa: E702
