@@ -65,6 +65,15 @@ def _pow_grad(ctx: UOp, ret: UOp) -> tuple:
   da = ctx * b * a.alu(Ops.POW, b - b.const_like(1))
   db = ctx * ret * a.alu(Ops.LOG2) * a.const_like(math.log(2))
   return (da, a.eq(0).where(a.const_like(0), db))
+def _devices_of(u: UOp) -> set[str]:
+  return {x.src[0].arg for x in u.toposort() if x.op is Ops.BUFFER} | {x.src[1].arg for x in u.toposort() if x.op is Ops.COPY}
+
+def _copy_back(ctx: UOp, ret: UOp) -> UOp:
+  """The gradient of a copy goes back to the device the data came from."""
+  src_devs = _devices_of(ret.src[0])
+  if len(src_devs) != 1 or _devices_of(ctx) <= src_devs: return ctx
+  return UOp(Ops.COPY, ctx.dtype, (ctx, UOp(Ops.DEVICE, arg=next(iter(src_devs)))))
+
 def _cast_grad(ctx: UOp, ret: UOp) -> tuple:
   return (ctx.cast(ret.src[0].dtype),) if dtypes.is_float(ret.src[0].dtype) else (None,)
 
@@ -87,7 +96,7 @@ grad_rules = PatternMatcher([
                               Ops.DETACH, Ops.ASSIGN}, name="ret"), lambda ctx, ret: (None,) * len(ret.src)),
   (UPat(Ops.CAST, name="ret"), _cast_grad),
   (UPat(Ops.CONTIGUOUS, name="ret"), lambda ctx, ret: (ctx,)),
-  (UPat(Ops.COPY, name="ret"), lambda ctx, ret: (ctx, None)),
+  (UPat(Ops.COPY, name="ret"), lambda ctx, ret: (_copy_back(ctx, ret), None)),
   (UPat(Ops.RESHAPE, name="ret"), lambda ctx, ret: (ctx.reshape(ret.src[0].shape),)),
   (UPat(Ops.PERMUTE, name="ret"), lambda ctx, ret: (ctx.permute(tuple(argsort(list(ret.arg)))),)),
   (UPat(Ops.EXPAND, name="ret"), _expand_grad),

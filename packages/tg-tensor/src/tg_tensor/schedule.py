@@ -45,7 +45,8 @@ def materialize_points(outs: list[UOp]) -> set[UOp]:
   out |= {u for u in topo if u.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   out |= {u.src[0] for u in topo if u.op is Ops.COPY and _base(u.src[0]) is None}  # a copy moves a buffer: compute its source first
   for u in topo:
-    if u.op is not Ops.REDUCE_AXIS: continue
+    # a reduction over constants only has no device: it is recomputed by each kernel that reads it, on that kernel's device
+    if u.op is not Ops.REDUCE_AXIS or not any(x.op is Ops.BUFFER for x in u.toposort()): continue
     # walk the consumers through elementwise and movement ops until a materialization point
     stack, seen = list(users.get(u, [])), set()
     while stack:

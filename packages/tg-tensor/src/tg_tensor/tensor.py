@@ -170,6 +170,10 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin, NNMixin):
     uop = self.uop if _graph_device(self.uop) is None else UOp(Ops.COPY, self.dtype, (self.uop, UOp(Ops.DEVICE, arg=dev)))
     t.uop, t.device, t.requires_grad, t.grad, t._graph = uop, dev, None, None, None
     return t
+  def shard(self, devices, axis=None):
+    """This tensor split along `axis` across `devices` (replicated on each when axis is None): see tg_tensor.multi."""
+    from tg_tensor.multi import shard
+    return shard(self, devices, axis)
   def contiguous(self, opts: Any = None) -> Tensor:
     """A materialization barrier: the data is computed into its own buffer (with optional kernel opts attached)."""
     return self._wrap(self.uop.contiguous(tuple(opts) if opts is not None else None))
@@ -362,7 +366,7 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin, NNMixin):
     out = []
     for t in targets:
       g = grads.get(t.uop)
-      out.append(self._wrap(g) if g is not None else t.zeros_like())
+      out.append(t._wrap(g) if g is not None else t.zeros_like())  # a gradient lives on its tensor's device
     return out
   def backward(self, gradient: Tensor | None = None) -> Tensor:
     """Accumulate d(self)/d(t) into `t.grad` for every tensor `t` with requires_grad that this one depends on."""
