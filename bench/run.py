@@ -348,7 +348,7 @@ def run_workload(w: Workload, args, torch_, tiny) -> dict:
   for name in res: res[name]["check"] = checks.get(name, "-")
   return {"name": w.name, "label": w.label, "flops": float(w.flops), "dtype": w.dt.name, "contenders": res, "errors": errors}
 
-# ***** workloads that need tg-tensor *****
+# ***** model-level workloads (tg-tensor) *****
 
 def tg_tensor_available() -> str | None:
   """None when `tg_tensor.Tensor` exists, else why not."""
@@ -358,146 +358,207 @@ def tg_tensor_available() -> str | None:
     return None
   except Exception as e: return f"{type(e).__name__}: {e}"
 
-def _time_loop(fn: Callable, warmup: int, reps: int, sync: Callable = lambda: None) -> dict:
-  for _ in range(warmup): fn(); sync()  # noqa: E702
-  xs = []
-  for _ in range(reps):
-    st = time.perf_counter(); fn(); sync(); xs.append(time.perf_counter() - st)  # noqa: E702
-  return stats(xs)
+MODEL_COLS = ["tg", "tg JIT", "torch", "tinygrad", "tinygrad JIT"]
 
-def _mlp_torch(torch):
-  torch.manual_seed(0)
-  model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
-  opt = torch.optim.SGD(model.parameters(), lr=0.01)
-  x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
-  def step():
-    opt.zero_grad()
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    opt.step()
-  return step
+def _sync_tg(device: str) -> Callable[[], None]:
+  from tg_uop.device import Device
+  return Device[device].synchronize
 
-def _cnn_torch(torch):
-  torch.manual_seed(0)
-  model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(16 * 24 * 24, 10))
-  opt = torch.optim.SGD(model.parameters(), lr=0.01)
-  x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
-  def step():
-    opt.zero_grad()
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    opt.step()
-  return step
+def _sync_tinygrad(device: str) -> Callable[[], None]:
+  from tinygrad import Device
+  return Device[device].synchronize
 
-def _block_torch(torch):
-  torch.manual_seed(0)
-  layer = torch.nn.TransformerEncoderLayer(256, 4, 1024, dropout=0.0, activation="gelu", batch_first=True, norm_first=True).eval()
-  x = torch.randn(4, 128, 256)
-  def fwd():
-    with torch.no_grad(): layer(x)
-  return fwd
+def _model_row(args, torch_, tiny, name: str, label: str, builder: str, torch_builder: str | None, tinygrad_nojit: bool,
+               expected: np.ndarray | None = None, tol: float = 1e-3) -> dict:
+  """Build every contender of one model workload, run each 4 times checking its results against PyTorch's (or `expected`), then
+  measure them alternating like the kernel workloads (whole-call time only)."""
+  import models as MD
+  print(f"\n== {label}", flush=True)
+  makers: dict[str, Callable[[], Callable]] = {}
+  skipped: dict[str, str] = {}
+  build = getattr(MD, builder)
+  if (why := tg_tensor_available()) is None:
+    makers["tg"] = lambda: build("tg", args.device, False)
+    makers["tg JIT"] = lambda: build("tg", args.device, True)
+  else: skipped["tg"] = skipped["tg JIT"] = f"tg-tensor missing: {why}"
+  if torch_builder is not None and torch_ is not None and args.device == "CPU": makers["torch"] = lambda: getattr(MD, torch_builder)(torch_)
+  else: skipped["torch"] = "PyTorch not measured here" if torch_builder else "-"
+  if tiny is not None:
+    if tinygrad_nojit: makers["tinygrad"] = lambda: build("tinygrad", tiny["device"], False)
+    makers["tinygrad JIT"] = lambda: build("tinygrad", tiny["device"], True)
+  else: skipped["tinygrad"] = skipped["tinygrad JIT"] = "tinygrad not available"
+  syncs = {"tg": lambda: _sync_tg(args.device)(), "torch": lambda: None, "tinygrad": lambda: _sync_tinygrad(tiny["device"])()}
+  cs, outs, first = [], {}, {}
+  for cname, make in makers.items():
+    try:
+      st = time.perf_counter()
+      step = make()
+      sync = syncs[cname.split(" ")[0]]
+      vals = []
+      for i in range(4):  # the JITs capture on the second call and replay from the third: all of them are checked
+        s1 = time.perf_counter()
+        o = step(); sync()  # noqa: E702
+        if i == 0: first[cname] = time.perf_counter() - s1
+        vals.append(MD.to_numpy(o))
+      outs[cname] = np.stack(vals)
+      print(f"  {cname:12s} built and run 4x in {time.perf_counter() - st:.2f} s (first call {first[cname] * 1e3:.1f} ms)", flush=True)
+      cs.append(Contender(cname, None, (lambda step=step, sync=sync: (step(), sync())), None, {}))
+    except Exception as e:
+      skipped[cname] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+      note(f"{label}: {cname} failed: {skipped[cname]}")
+      traceback.print_exc()
+  ref = outs.get("torch") if expected is None else np.stack([expected] * 4)
+  checks = {}
+  for cname, v in outs.items():
+    if not np.all(np.isfinite(v)): checks[cname] = "NOT FINITE"
+    elif ref is None or cname == "torch" and expected is None: checks[cname] = "finite"
+    else:
+      err = float(np.max(np.abs(v - ref) / (1 + np.abs(ref))))
+      checks[cname] = "ok" if err <= tol else f"MISMATCH (max rel err {err:.2g})"
+    if checks[cname] not in ("ok", "finite"): note(f"{label}: {cname} output check: {checks[cname]}")
+  if ref is not None and "torch" in outs and expected is None: checks["torch"] = "reference"
+  res = {}
+  try: res = measure(cs, warmup=2, min_reps=5 if args.quick else 7, max_reps=200, budget_s=3.0 if args.quick else 6.0)
+  except Exception as e:
+    note(f"{label}: measuring failed: {type(e).__name__}: {e}")
+    traceback.print_exc()
+  for cname, r in res.items():
+    r.update({"check": checks.get(cname, "-"), "first_call_s": first.get(cname)})
+    r.pop("kernel", None)
+    print(f"  {cname:12s} call {_ms(r['call']):28s} {r['check']}", flush=True)
+  return {"name": name, "label": label, "contenders": res, "skipped": skipped}
 
-def _mlp_src(framework: str) -> str:
-  """An MLP train step written once in the tinygrad-style API that tg-tensor follows; `framework` is "tinygrad" or "tg"."""
-  imports = ("from tinygrad import Tensor, TinyJit, nn\nfrom tinygrad.nn import optim, state\nfrom tinygrad.helpers import DEV, TRAINING\n"
-             "DEV.value = TARGET\nTRAINING.value = 1\njit = TinyJit" if framework == "tinygrad" else
-             "from tg_tensor import Tensor, nn\nfrom tg_tensor.nn import optim, state\nTensor.training = True\n"
-             "jit = lambda f: f  # tg-tensor's TinyJit is not used here yet")
-  return imports + """
-import numpy as np
-class MLP:
-  def __init__(self): self.l1, self.l2 = nn.Linear(784, 256), nn.Linear(256, 10)
-  def __call__(self, x): return self.l2(self.l1(x).relu())
-Tensor.manual_seed(0)
-model = MLP()
-opt = optim.SGD(state.get_parameters(model), lr=0.01)
-rng = np.random.default_rng(0)
-x, y = Tensor(rng.standard_normal((128, 784), dtype=np.float32)).realize(), Tensor(rng.integers(0, 10, 128).astype(np.int32)).realize()
-@jit
-def step():
-  opt.zero_grad()
-  loss = model(x).sparse_categorical_crossentropy(y).backward()
-  opt.step()
-  return loss.realize()
+_FIRST_STEP = """
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {bench!r})
+import numpy as np, models
+FW, TARGET = {fw!r}, {target!r}
+if FW == "tinygrad":
+  from tinygrad.helpers import DEV
+  DEV.value = TARGET
+  import tinygrad
+else: import tg_tensor, tg_tensor.tensor
+t_import = time.perf_counter() - t0
+st = time.perf_counter()
+step = models.build_mlp(FW, TARGET.split(":")[0], jit=True)
+t_build = time.perf_counter() - st
+ts, losses = [], []
+for i in range({n}):
+  st = time.perf_counter()
+  loss = step()
+  losses.append(float(loss.numpy()))
+  ts.append(time.perf_counter() - st)
+print(json.dumps({{"import_s": t_import, "build_s": t_build, "steps_s": ts, "losses": losses, "total_s": time.perf_counter() - t0}}))
 """
 
-def _subprocess_time(framework: str, target: str, body: str, cache: str, timeout: int = 240) -> tuple[float | None, str]:
-  """Seconds printed by a fresh process running the MLP step of `framework` then `body`, with its caches in `cache`; (None, why)
-  when it failed."""
-  code = f"TARGET = {target!r}\n" + _mlp_src(framework) + body
+def _loss_check(losses: np.ndarray, ref: np.ndarray | None, tol: float = 1e-3) -> str:
+  """'ok' when the losses match PyTorch's (relative), 'finite' when there is no reference, else what is wrong."""
+  if not np.all(np.isfinite(losses)): return "NOT FINITE"
+  if ref is None: return "finite"
+  err = float(np.max(np.abs(losses - ref) / (1 + np.abs(ref))))
+  return "ok" if err <= tol else f"MISMATCH vs PyTorch (max rel err {err:.2g})"
+
+def _first_step(fw: str, target: str, cache: str, n: int, timeout: int = 300) -> dict | str:
+  """A fresh process with its caches in `cache` (XDG_CACHE_HOME, and tinygrad's CACHEDB) builds the MLP Adam step (weights from
+  numpy: no kernels run before the step) and times each of `n` jitted steps, each up to reading its loss back."""
+  code = _FIRST_STEP.format(bench=str(ROOT / "bench"), fw=fw, target=target, n=n)
   env = {**os.environ, "XDG_CACHE_HOME": cache, "CACHEDB": os.path.join(cache, "tinygrad.db"),
          "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
   env.pop("DEV", None)
   try:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
     if out.returncode != 0: raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}")
-    return float(out.stdout.strip().splitlines()[-1]), ""
+    return json.loads(out.stdout.strip().splitlines()[-1])
   except Exception as e:
-    note(f"{framework} MLP step subprocess failed: {type(e).__name__}: {str(e)[:200]}")
-    return None, f"failed: {type(e).__name__}: {str(e)[:120]}"
+    note(f"{fw} first-step subprocess failed: {type(e).__name__}: {str(e)[:200]}")
+    return f"failed: {type(e).__name__}: {str(e)[:120]}"
+
+def _first_step_rows(args, torch_, tiny) -> list[dict]:
+  """First MLP Adam step from a cold cache (empty cache dir, fresh process) and from the warm disk cache (a second fresh process,
+  same cache dir), for tg and tinygrad; each with TinyJit, as their users would train."""
+  print("\n== first MLP Adam step, cold and warm disk cache (fresh processes)", flush=True)
+  import models as MD
+  n = 5 if args.quick else 12
+  ref = None
+  if torch_ is not None:  # the same steps in PyTorch from the same weights: the losses must agree
+    step = MD.torch_mlp(torch_)
+    ref = np.array([float(step()) for _ in range(n)], dtype=np.float32)
+  cold, warm = {}, {}
+  fws = [("tg JIT", "tg", args.device)] if tg_tensor_available() is None else []
+  if tiny is not None: fws.append(("tinygrad JIT", "tinygrad", tiny["target"]))
+  with tempfile.TemporaryDirectory() as cache:
+    for cname, fw, target in fws:
+      c = _first_step(fw, target, f"{cache}/{fw}", n)
+      w = _first_step(fw, target, f"{cache}/{fw}", n)
+      for d, r in ((cold, c), (warm, w)):
+        if isinstance(r, dict):
+          later = r["steps_s"][3:]
+          d[cname] = {"call": {"median": r["steps_s"][0], "n": 1}, "import_s": r["import_s"], "build_s": r["build_s"],
+                      "steps_s": r["steps_s"], "later_step_median_s": statistics.median(later) if later else None,
+                      "losses": r["losses"], "check": _loss_check(np.array(r["losses"], dtype=np.float32), ref)}
+        else: d[cname] = r
+      for what, d in (("cold", cold), ("warm", warm)):
+        if isinstance(d[cname], dict):
+          r = d[cname]
+          print(f"  {cname:12s} {what}: import {r['import_s']:.2f} s, first step {r['steps_s'][0] * 1e3:.0f} ms, second "
+                f"{r['steps_s'][1] * 1e3:.0f} ms, later (JIT replay) {r['later_step_median_s'] * 1e3:.1f} ms", flush=True)
+  def row(name, label, d):
+    return {"name": name, "label": label, "contenders": {k: v for k, v in d.items() if isinstance(v, dict)},
+            "skipped": {k: v for k, v in d.items() if isinstance(v, str)}}
+  return [row("first_step_cold", "first MLP Adam step, cold cache (fresh process)", cold),
+          row("first_step_warm", "first MLP Adam step, warm disk cache (fresh process)", warm)]
+
+def _gpt2_row(args) -> dict:
+  """Schedule and lower (no run) a GPT-2-size forward on NULL; --quick does 2 layers and extrapolates to 12."""
+  import models as MD
+  label = "schedule+lower GPT-2 124M forward (seq 1024) on NULL"
+  print(f"\n== {label}", flush=True)
+  try:
+    if args.quick:
+      r1, r2 = MD.gpt2_schedule(layers=1), MD.gpt2_schedule(layers=2)
+      per = {k: r2[k] - r1[k] for k in ("schedule_s", "lower_s", "kernels")}
+      r = {k: r2[k] + per[k] * 10 for k in per}
+      r.update({"layers": 12, "extrapolated_from": [r1, r2], "build_s": r2["build_s"], "renderer": r2["renderer"]})
+      note(f"{label}: --quick measured 1 and 2 layers and extrapolated linearly to 12")
+    else: r = MD.gpt2_schedule(layers=12)
+    total = r["schedule_s"] + r["lower_s"]
+    print(f"  tg: build {r['build_s']:.2f} s, schedule {r['schedule_s']:.2f} s, lower {r['lower_s']:.2f} s, {r['kernels']} kernels "
+          f"({r['renderer']})", flush=True)
+    return {"name": "gpt2_schedule", "label": label, "contenders": {"tg": {"call": {"median": total, "n": 1}, **r}}, "skipped": {}}
+  except Exception as e:
+    note(f"{label}: tg failed: {type(e).__name__}: {e}")
+    traceback.print_exc()
+    return {"name": "gpt2_schedule", "label": label, "contenders": {}, "skipped": {"tg": f"failed: {type(e).__name__}: {str(e)[:120]}"}}
 
 def tensor_workloads(args, torch_, tiny) -> list[dict]:
-  """The model-level workloads. tg's side needs tg-tensor; until `tg_tensor.Tensor` exists it is reported as not measurable,
-  and the peers are still measured where that is cheap."""
-  why = tg_tensor_available()
-  tg_note = "not yet measurable in tg (needs tg-tensor: " + why + ")" if why else None
-  if why is None: tg_note = "not wired into bench/run.py yet (tg-tensor exists)"
+  """The model-level workloads: training steps, a transformer block, JIT replay, first-step times, GPT-2 scheduling."""
   rows = []
-  gpu = args.device != "CPU"
-  def row(name, label, peers: dict[str, dict | str], tg_res: dict | str | None = None):
-    print(f"\n== {label}", flush=True)
-    if isinstance(tg_res, dict): peers = {"tg": tg_res, **peers}
-    tg_txt = tg_res if isinstance(tg_res, str) else (None if tg_res else tg_note)
-    rows.append({"name": name, "label": label, "tg": tg_txt, "contenders": {k: v for k, v in peers.items() if isinstance(v, dict)},
-                 "skipped": {k: v for k, v in peers.items() if isinstance(v, str)}})
-  reps = 10 if args.quick else 30
-  t = {}
-  if torch_ is not None and not gpu:
-    try: t["mlp"] = _time_loop(_mlp_torch(torch_), 3, reps)
-    except Exception as e: t["mlp"] = f"failed: {e}"
-    try: t["cnn"] = _time_loop(_cnn_torch(torch_), 2, reps)
-    except Exception as e: t["cnn"] = f"failed: {e}"
-    try: t["block"] = _time_loop(_block_torch(torch_), 2, reps)
-    except Exception as e: t["block"] = f"failed: {e}"
-    a, b = torch_.ones(16), torch_.ones(16)
-    t["tiny"] = _time_loop(lambda: a + b, 10, 200)
-  peer_mlp: dict = {"torch": t.get("mlp", "PyTorch not measured here")}
-  steady = ("\nimport time\nfor _ in range(3): step()\nst=time.perf_counter()\nfor _ in range(%d): step()\n"
-            "print((time.perf_counter()-st)/%d)\n" % (reps, reps))
-  first = "\nimport time\nst=time.perf_counter()\nstep()\nprint(time.perf_counter()-st)\n"
-  cold: dict = {}
-  warm: dict = {}
-  tg_mlp = tg_cold = tg_warm = None
-  with tempfile.TemporaryDirectory() as cache:
-    for fw, target in (("tinygrad", tiny["target"] if tiny else None), ("tg", args.device if why is None else None)):
-      if target is None or gpu: continue
-      v, err = _subprocess_time(fw, target, steady, f"{cache}/{fw}-steady")
-      res = {"call": {"median": v, "n": reps, "note": "mean of a loop of steps" + (" (TinyJit)" if fw == "tinygrad" else "")}} if v else err
-      c, cerr = _subprocess_time(fw, target, first, f"{cache}/{fw}-first")
-      wv, werr = _subprocess_time(fw, target, first, f"{cache}/{fw}-first")
-      cres = {"call": {"median": c, "n": 1}} if c else cerr
-      wres = {"call": {"median": wv, "n": 1}} if wv else werr
-      if fw == "tinygrad": peer_mlp["tinygrad"], cold["tinygrad"], warm["tinygrad"] = res, cres, wres
-      else: tg_mlp, tg_cold, tg_warm = res, cres, wres
-  row("mlp_step", "MLP train step 128x784-256-10, SGD", peer_mlp, tg_mlp)
-  row("cnn_step", "CNN train step 32x1x28x28, 2 conv + linear", {"torch": t.get("cnn", "PyTorch not measured here")})
-  row("block_fwd", "transformer block fwd 4x128x256, 4 heads", {"torch": t.get("block", "PyTorch not measured here")})
-  tiny_peers: dict = {"torch": t.get("tiny", "PyTorch not measured here") if "tiny" in t else "PyTorch not measured here"}
-  if isinstance(tiny_peers["torch"], dict): tiny_peers["torch"] = {"call": tiny_peers["torch"], "note": "eager op, no JIT"}
-  if tiny is not None:
-    try:
-      from tinygrad import Tensor, TinyJit
-      ta, tb = Tensor.ones(16, device=tiny["device"]).contiguous().realize(), Tensor.ones(16, device=tiny["device"]).contiguous().realize()
-      jf = TinyJit(lambda a, b: (a + b).realize())
-      tiny_peers["tinygrad"] = {"call": _time_loop(lambda: jf(ta, tb), 5, 200)}
-    except Exception as e: tiny_peers["tinygrad"] = f"failed: {type(e).__name__}: {e}"
-  row("jit_tiny", "JIT replay of a 16-element add (launch overhead)", tiny_peers)
-  row("first_step_cold", "first MLP train step, cold cache", cold, tg_cold)
-  row("first_step_warm", "first MLP train step, warm disk cache", warm, tg_warm)
-  row("gpt2_schedule", "schedule+lower GPT-2-size forward on NULL", {})
-  for r in rows:  # torch/tinygrad numbers stored as plain stats dicts need the kernel/call shape
-    for k, v in list(r["contenders"].items()):
-      if "median" in v: r["contenders"][k] = {"call": v}
+  want = lambda n: not args.only or any(o in n for o in args.only) or any(o == "models" for o in args.only)  # noqa: E731
+  if want("mlp"):
+    rows.append(_model_row(args, torch_, tiny, "mlp_step", "MLP 784-512-10 train step, Adam, batch 128", "build_mlp", "torch_mlp", True))
+  if want("cnn"):
+    rows.append(_model_row(args, torch_, tiny, "cnn_step", "CNN train step 32x1x28x28, 2 conv + linear, SGD", "build_cnn", "torch_cnn", False))
+  if want("block"):
+    rows.append(_model_row(args, torch_, tiny, "block_fwd", "transformer block fwd 4x128x256, 4 heads", "build_block", "torch_block", False))
+  if want("jit"):
+    rows.append(_model_row(args, torch_, tiny, "jit_tiny", "16-element add (launch overhead; JIT replay)", "build_tiny_add", None, True,
+                           expected=np.arange(16, dtype=np.float32) + 1))
+    if torch_ is not None and args.device == "CPU":  # PyTorch eager for comparison (it has no JIT replay of this kind on CPU)
+      a, b = torch_.arange(16, dtype=torch_.float32), torch_.ones(16)
+      rows[-1]["contenders"]["torch"] = {"call": _time_loop(lambda: a + b, 10, 2000), "check": "ok" if torch_.equal(a + b, a + 1) else "MISMATCH",
+                                         "note": "eager op"}
+      rows[-1]["skipped"].pop("torch", None)
+  if want("first"): rows += _first_step_rows(args, torch_, tiny)
+  if want("gpt2"): rows.append(_gpt2_row(args))
   return rows
+
+def _time_loop(fn: Callable, warmup: int, reps: int, sync: Callable = lambda: None) -> dict:
+  for _ in range(warmup): fn(); sync()  # noqa: E702
+  xs = []
+  for _ in range(reps):
+    st = time.perf_counter(); fn(); sync(); xs.append(time.perf_counter() - st)  # noqa: E702
+  return stats(xs)
 
 # ***** output *****
 
@@ -525,14 +586,14 @@ def ratios(res: dict) -> dict[str, dict[str, dict[str, float]]]:
 def table(results: list[dict], model_rows: list[dict]) -> str:
   """The terminal/README table: times per contender, then the ratios."""
   lines = ["| workload | contender | kernel ms, median (p25-p75) | call ms, median (p25-p75) | GFLOP/s (kernel) | check |",
-           "| --- | --- | --- | --- | --- | --- |"]
+           "| --- | --- | --- | --- | --- | --- |"] if results else []
   for w in results:
     for i, (name, r) in enumerate(w["contenders"].items()):
       k = r["kernel"] or r["call"]
       gf = f"{w['flops'] / k['median'] * 1e-9:.1f}" if k else "-"
       lines.append(f"| {w['label'] if i == 0 else ''} | {name} | {_ms(r['kernel'])} | {_ms(r['call'])} | {gf} | {r.get('check', '-')} |")
   peers = ["numpy", "torch", "tinygrad"]
-  lines += ["", "tg speed / peer speed (peer time / tg time; > 1 means tg is faster). Each cell: kernel, call. "
+  if results: lines += ["", "tg speed / peer speed (peer time / tg time; > 1 means tg is faster). Each cell: kernel, call. "
             "BEAM first, heuristic in brackets.", "",
             "| workload | " + " | ".join(f"vs {p}" for p in peers) + " |", "| --- |" + " --- |" * len(peers)]
   for w in results:
@@ -546,12 +607,21 @@ def table(results: list[dict], model_rows: list[dict]) -> str:
       cells.append(f"{f(b, 'kernel')}, {f(b, 'call')} [{f(h, 'kernel')}, {f(h, 'call')}]" if h or b else "-")
     lines.append(f"| {w['label']} | " + " | ".join(cells) + " |")
   if model_rows:
-    lines += ["", "Model-level workloads (call time, ms):", "", "| workload | tg | " + " | ".join(peers) + " |",
-              "| --- | --- |" + " --- |" * len(peers)]
+    cols = MODEL_COLS
+    lines += ["", "Model-level workloads: whole-call time, ms, median (p25-p75); one-shot rows are single runs. Ratios: tg JIT speed / "
+              "peer speed (> 1: tg faster).", "",
+              "| workload | " + " | ".join(cols) + " | tg JIT / torch | tg JIT / tinygrad JIT | check |", "| --- |" + " --- |" * (len(cols) + 3)]
     for r in model_rows:
-      cells = [(_ms(r["contenders"][p].get("call", {})) if p in r["contenders"] else r["skipped"].get(p, "-")) for p in ["tg"] + peers]
-      if "tg" not in r["contenders"] and r["tg"]: cells[0] = r["tg"]
-      lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+      cs = r["contenders"]
+      cells = [(_ms(cs[c].get("call", {})) if c in cs else r["skipped"].get(c, "-")) for c in cols]
+      if r["name"] == "gpt2_schedule" and "tg" in cs:
+        g = cs["tg"]
+        cells[0] = f"{g['schedule_s'] + g['lower_s']:.3g} s ({g['kernels']} kernels: schedule {g['schedule_s']:.2f} s, lower {g['lower_s']:.1f} s)"
+      tj = (cs.get("tg JIT") or cs.get("tg") or {}).get("call", {}).get("median")
+      rat = [f"{cs[p]['call']['median'] / tj:.2f}" if tj and p in cs and cs[p].get("call", {}).get("median") else "-"
+             for p in ("torch", "tinygrad JIT")]
+      chk = ", ".join(f"{c}: {v['check']}" for c, v in cs.items() if v.get("check") not in (None, "ok", "reference", "finite"))
+      lines.append(f"| {r['label']} | " + " | ".join(cells + rat) + f" | {chk or 'ok'} |")
   return "\n".join(lines)
 
 def plot(results: list[dict], path: pathlib.Path, title: str) -> bool:
@@ -664,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, c in r["contenders"].items():
       print(f"  {name:12s} kernel {_ms(c['kernel']):28s} call {_ms(c['call']):28s} {c.get('check', '')}", flush=True)
   model_rows = []
-  if not args.skip_models and (not args.only or any(o in ("models", "mlp") for o in args.only)):
+  if not args.skip_models and (not args.only or any(o in n for o in args.only for n in ("models", "mlp", "cnn", "block", "jit", "first", "gpt2"))):
     try: model_rows = tensor_workloads(args, torch_, tiny)
     except Exception as e:
       note(f"model-level workloads failed: {type(e).__name__}: {e}")

@@ -1,5 +1,6 @@
 """The lowering is checked by running kernels on the PYTHON (reference) and CPU devices against numpy, under many opt choices."""
 import random
+from tg_codegen.opt.search import random_opts as search_random_opts
 import numpy as np
 import pytest
 from tg_uop.ops import Ops
@@ -21,18 +22,7 @@ KERNELS = [examples.elementwise(24), examples.row_reduce(6, 40), examples.row_re
            examples.conv2d(2, 3, 4, 6, 6, 3, 3), examples.sum_of_row_max(8, 16)]
 
 def random_opts(ex, ren, rnd: random.Random, n: int = 4) -> list[Opt]:
-  """Random opts that fit the kernel (each kept only if it applies)."""
-  opts: list[Opt] = []
-  for _ in range(n * 3):
-    if len(opts) >= n: break
-    info = apply_opts(ex.ast, opts, ren)
-    op = rnd.choice([OptOps.UPCAST, OptOps.UNROLL, OptOps.LOCAL, OptOps.GROUP, OptOps.GROUPTOP, OptOps.PADTO, OptOps.SWAP, OptOps.NOLOCALS])
-    axis = rnd.randrange(len(info.axes)) if info.axes else None
-    arg = rnd.choice([0, 2, 3, 4, 8]) if op is not OptOps.SWAP else (rnd.randrange(len(info.axes)) if info.axes else 0)
-    try: apply_opts(ex.ast, opts + [Opt(op, axis, arg)], ren)
-    except KernelOptError: continue
-    opts.append(Opt(op, axis, arg))
-  return opts
+  return search_random_opts(ex.ast, ren, rnd, n)
 
 @pytest.mark.parametrize("ex", KERNELS, ids=lambda e: e.name)
 def test_python_device_matches_numpy_with_default_opts(ex):

@@ -11,8 +11,9 @@ from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_uop.runtime.buffer import Buffer
 from tg_codegen import examples
-from tg_codegen.kernel import Opt, OptOps, KernelOptError, apply_opts
+from tg_codegen.kernel import Opt
 from tg_codegen.program import get_program, CompiledRunner
+from tg_codegen.opt.search import random_opts as search_random_opts
 
 PTX, AMD, CUDA, LLVM = "NULL:PTX:sm_90", "NULL:AMDGPU:gfx942", "NULL:CUDA:sm_90", "CPU:LLVM"
 
@@ -30,18 +31,7 @@ def _tmp_cache(tmp_path_factory):
     yield
 
 def random_opts(ex, ren, rnd: random.Random, n: int = 4) -> list[Opt]:
-  """Random opts that fit the kernel (each kept only if it applies)."""
-  opts: list[Opt] = []
-  for _ in range(n * 3):
-    if len(opts) >= n: break
-    info = apply_opts(ex.ast, opts, ren)
-    op = rnd.choice([OptOps.UPCAST, OptOps.UNROLL, OptOps.LOCAL, OptOps.GROUP, OptOps.GROUPTOP, OptOps.PADTO, OptOps.SWAP, OptOps.NOLOCALS])
-    axis = rnd.randrange(len(info.axes)) if info.axes else None
-    arg = rnd.choice([0, 2, 3, 4, 8]) if op is not OptOps.SWAP else (rnd.randrange(len(info.axes)) if info.axes else 0)
-    try: apply_opts(ex.ast, opts + [Opt(op, axis, arg)], ren)
-    except KernelOptError: continue
-    opts.append(Opt(op, axis, arg))
-  return opts
+  return search_random_opts(ex.ast, ren, rnd, n)
 
 def _inputs(ex, seed: int = 0) -> list[np.ndarray]:
   rng = np.random.default_rng(seed)

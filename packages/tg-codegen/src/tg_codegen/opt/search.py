@@ -125,3 +125,17 @@ def beam_search(ast: UOp, ren, width: int, device: str | None = None) -> list[Op
     con.commit()
   return best
 
+
+def random_opts(ast: UOp, ren, rnd, n: int = 4) -> list[Opt]:
+  """Up to `n` random opts that fit `ast` on `ren`, each kept only if it applies (for fuzzing: valid opts never change results)."""
+  opts: list[Opt] = []
+  for _ in range(n * 3):
+    if len(opts) >= n: break
+    info = apply_opts(ast, opts, ren)
+    op = rnd.choice([OptOps.UPCAST, OptOps.UNROLL, OptOps.LOCAL, OptOps.GROUP, OptOps.GROUPTOP, OptOps.PADTO, OptOps.SWAP, OptOps.NOLOCALS])
+    axis = rnd.randrange(len(info.axes)) if info.axes else None
+    arg = rnd.choice([0, 2, 3, 4, 8]) if op is not OptOps.SWAP else (rnd.randrange(len(info.axes)) if info.axes else 0)
+    try: apply_opts(ast, opts + [Opt(op, axis, arg)], ren)
+    except KernelOptError: continue
+    opts.append(Opt(op, axis, arg))
+  return opts
