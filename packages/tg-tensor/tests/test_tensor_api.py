@@ -147,3 +147,9 @@ def test_import_of_tg_tensor_package_is_lazy():
   out = subprocess.run([sys.executable, "-c", "import sys, tg_tensor; print('numpy' in sys.modules)"], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
   assert out.stdout.strip() == "False", out.stderr
+
+def test_zero_dim_numpy_arrays_stay_zero_dim():
+  import numpy as np
+  from tg_tensor import Tensor
+  t = Tensor(np.array(2.5, dtype=np.float32))
+  assert t.shape == () and t.item() == 2.5 and t.numpy().shape == ()

@@ -37,11 +37,12 @@ def buffer_device(u: UOp) -> str: return u.src[0].arg
 def from_numpy(arr, device: str | None = None) -> UOp:
   """A BUFFER holding a copy of numpy array `arr`, reshaped to its shape."""
   import numpy as np
+  shape = np.shape(arr)  # ascontiguousarray makes a 0-d array 1-d: keep the real shape
   arr = np.ascontiguousarray(arr)
   dt = dtypes.bool if arr.dtype == np.bool_ else from_np_name(arr.dtype.name)
   buf = new_buffer(device, arr.size, dt)
   if arr.size: get_buffer(buf).allocate().copyin(memoryview(arr.reshape(-1).view(np.uint8)))
-  return buf.reshape(arr.shape)
+  return buf.reshape(shape)
 
 def from_bytes(data: bytes, dtype: DType, device: str | None = None) -> UOp:
   """A 1-D BUFFER over raw bytes interpreted as `dtype`."""
