@@ -110,10 +110,12 @@ def bench(session: nox.Session) -> None:
   _bench_install(session)
   session.run("python", "bench/run.py", "--out", "bench/results/cpu", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
-@nox.session
+@nox.session(venv_backend="none")
 def bench_gpu(session: nox.Session) -> None:
-  """The same benchmarks on tg's GPU device (NV, else CUDA; `-- --device CUDA` picks one) into bench/results/gpu; when no tg GPU
-  device opens it says why and exits 0."""
-  _bench_install(session)  # tg-driver-nv is among PACKAGES
+  """The same benchmarks on tg's GPU device (NV, else CUDA; `-- --device CUDA` picks one) into bench/results/gpu. It runs in the
+  current Python (which needs numpy and PyTorch with CUDA) from this source tree, so it also works on a GPU machine with no package
+  index; when no tg GPU device opens it says why and exits 0."""
+  src = os.pathsep.join(str(ROOT / "packages" / p / "src") for p in PACKAGES)
   dev = [] if any(a.startswith("--device") for a in session.posargs) else ["--device", "NV,CUDA"]
-  session.run("python", "bench/run.py", *dev, "--out", "bench/results/gpu", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+  session.run("python", "bench/run.py", *dev, "--out", "bench/results/gpu", *session.posargs,
+              env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": src})
