@@ -92,11 +92,11 @@ class dtypes:
   index: Final = _new(7, 8, "index", None)  # symbolic index arithmetic; rendered as the device's index type
 
   @staticmethod
-  def is_float(x: DType) -> bool: return x.scalar() in FLOATS
+  def is_float(x: DType) -> bool: return x.scalar() in _FLOAT_SET
   @staticmethod
-  def is_int(x: DType) -> bool: return x.scalar() in INTS or x.scalar() == dtypes.index
+  def is_int(x: DType) -> bool: return x.scalar() in _INT_SET
   @staticmethod
-  def is_unsigned(x: DType) -> bool: return x.scalar() in UINTS
+  def is_unsigned(x: DType) -> bool: return x.scalar() in _UINT_SET
   @staticmethod
   def is_bool(x: DType) -> bool: return x.scalar() == dtypes.bool
   @staticmethod
@@ -146,6 +146,7 @@ SINTS = (dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64)
 UINTS = (dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64)
 INTS = SINTS + UINTS
 FLOATS = (dtypes.fp8e4m3, dtypes.fp8e5m2, dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64)
+_FLOAT_SET, _INT_SET, _UINT_SET = frozenset(FLOATS), frozenset(INTS) | {dtypes.index}, frozenset(UINTS)  # dtypes hash by identity
 FLOAT_BITS = {dtypes.fp8e4m3: (4, 3), dtypes.fp8e5m2: (5, 2), dtypes.float16: (5, 10), dtypes.bfloat16: (8, 7),
               dtypes.float32: (8, 23), dtypes.float64: (11, 52)}
 DTYPES_BY_NAME: dict[str, DType] = {k: v for k, v in dtypes.__dict__.items() if isinstance(v, DType) and not k.startswith("default")}

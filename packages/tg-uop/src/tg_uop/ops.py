@@ -6,6 +6,8 @@ class FastEnum(Enum):
   # enums compare by identity; a stable order keeps toposort and hashing deterministic
   def __lt__(self, x: FastEnum) -> bool: return self.value < x.value
   def __repr__(self) -> str: return f"Ops.{self.name}"
+  # members are singletons: identity hashing is exact and runs in C (Enum's own __hash__ is Python code, hot in rewrites)
+  __hash__ = object.__hash__
 
 class Ops(FastEnum):
   """Every operation. Tensor-level ops come first, then kernel-level, then ALU."""
