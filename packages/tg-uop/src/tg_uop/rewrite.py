@@ -9,7 +9,7 @@ from tg_uop.uop import UOp, _argkey
 
 class UPat:
   """A pattern over UOps. `src` as a tuple matches in order, as a list in any order, as one UPat matches every source."""
-  __slots__ = ("op", "dtype", "src", "arg", "name", "allow_any_len", "_argk")
+  __slots__ = ("op", "dtype", "src", "arg", "name", "allow_any_len", "_argk", "_ops", "_dtypes", "_orders")
   def __init__(self, op: Ops | tuple[Ops, ...] | set[Ops] | None = None, dtype: DType | tuple[DType, ...] | None = None,
                src: tuple[UPat, ...] | list[UPat] | UPat | None = None, arg: Any = None, name: str | None = None,
                allow_any_len: bool = False):
@@ -17,6 +17,10 @@ class UPat:
     self.dtype = None if dtype is None else (dtype,) if isinstance(dtype, DType) else tuple(dtype)
     self.src, self.arg, self.name, self.allow_any_len = src, arg, name, allow_any_len
     self._argk = _argkey(arg)
+    # precomputed for match(), the hottest function of every rewrite: set membership and the source orders to try
+    self._ops = frozenset(self.op) if self.op is not None else None
+    self._dtypes = frozenset(self.dtype) if self.dtype is not None else None
+    self._orders = tuple(itertools.permutations(src)) if isinstance(src, list) else (src,) if isinstance(src, tuple) else ()
 
   @staticmethod
   def var(name: str | None = None, dtype: DType | tuple[DType, ...] | None = None) -> UPat:
@@ -61,8 +65,8 @@ class UPat:
 
   def match(self, u: UOp, store: dict[str, UOp]) -> list[dict[str, UOp]]:
     """Every way `u` matches this pattern, each a dict of names to UOps (empty if none)."""
-    if self.op is not None and u.op not in self.op: return []
-    if self.dtype is not None and u.dtype not in self.dtype and u.dtype.scalar() not in self.dtype: return []
+    if self._ops is not None and u.op not in self._ops: return []
+    if self._dtypes is not None and u.dtype not in self._dtypes and u.dtype.scalar() not in self._dtypes: return []
     if self.arg is not None and (u.arg != self.arg or _argkey(u.arg) != self._argk and type(u.arg) is type(self.arg) or
                                  type(u.arg) is float and type(self.arg) is int and math.copysign(1.0, u.arg) < 0): return []  # 0 is not -0.0
     if self.name is not None:
@@ -78,9 +82,8 @@ class UPat:
       return stores
     n = len(self.src)
     if len(u.src) != n and not (self.allow_any_len and len(u.src) >= n): return []
-    orders = itertools.permutations(self.src) if isinstance(self.src, list) else (self.src,)
     out: list[dict[str, UOp]] = []
-    for order in orders:
+    for order in self._orders:
       stores = [store]
       for p, s in zip(order, u.src):
         stores = [r for st in stores for r in p.match(s, st)]
