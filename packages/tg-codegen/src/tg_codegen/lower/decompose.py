@@ -39,7 +39,10 @@ def supported_ops(ren) -> set[Ops]:
 
 def decompositions(ren) -> PatternMatcher:
   """Rules that rewrite every ALU op `ren` lacks into ops it has."""
-  sup = supported_ops(ren)
+  return decompositions_for(frozenset(supported_ops(ren)))
+
+def decompositions_for(sup: frozenset) -> PatternMatcher:
+  """Rules that rewrite every ALU op outside `sup` into ops in it."""
   pm = PatternMatcher([(p, f) for p, f, op in _generic if op not in sup], name="decompose")
   missing = {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW, Ops.SQRT} - sup
   if missing:

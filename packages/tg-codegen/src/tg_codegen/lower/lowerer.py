@@ -281,11 +281,17 @@ def _splice_groups(u: UOp) -> UOp | None:
   return u.replace(src=tuple(x for s in u.src for x in (s.src if s.op is Ops.SINK else (s,))))
 splice_groups = PatternMatcher([(UPat((Ops.END, Ops.SINK), name="u"), _splice_groups)], name="splice_groups")
 
+@functools.lru_cache(maxsize=None)
+def _final_rules(supported: frozenset):
+  # built once per set of native ops: assembling a PatternMatcher indexes every rule, too slow to redo for each kernel
+  from tg_uop.symbolic import symbolic
+  from tg_codegen.lower.decompose import decompositions_for
+  return symbolic + decompositions_for(supported) + splice_groups
+
 def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   """The kernel `ast` with the choices of `info`, lowered for renderer `ren`."""
   from tg_uop.rewrite import graph_rewrite
-  from tg_uop.symbolic import symbolic
-  from tg_codegen.lower.decompose import decompositions
+  from tg_codegen.lower.decompose import supported_ops
   sink = rebuild(ast, info)
   if (vr := vector_axis(sink, info, ren)) is not None:
     sink = vectorize(sink, vr)
@@ -298,6 +304,6 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
     from tg_codegen.kernel import KernelOptError
     raise KernelOptError(f"opts {list(info.opts)} need {smem} bytes of local memory, more than the {limit} {type(ren).__name__} allows: "
                          "use a smaller GROUP or fewer upcasts")
-  sink = graph_rewrite(sink, symbolic + decompositions(ren) + splice_groups)
+  sink = graph_rewrite(sink, _final_rules(frozenset(supported_ops(ren))))
   order = tuple(a.rng for a in info.axes if a.type in (AxisType.GLOBAL, AxisType.REDUCE))
   return Lowered(sink, gs, ls, order)
