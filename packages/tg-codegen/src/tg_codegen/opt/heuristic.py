@@ -27,12 +27,14 @@ def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
     loads = [u.src[0].src[1] for u in ast.toposort() if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX]
     unit = lambda r: any(_unit_stride(ix, r) for ix in loads)  # noqa: E731
     if red and not (glb and unit(info.axes[glb[-1]].rng)) and unit(info.axes[red[-1]].rng):
-      # a reduction along memory (row sums): SIMD lanes over the reduce axis, a few rows at once for independent accumulators
-      for amt in (16, 8, 4):
+      # a reduction along memory (row sums, x @ w.T): SIMD lanes over the reduce axis and a tile of outputs at once, so each
+      # loaded vector feeds several independent accumulators (with two parallel axes, a 4x4 tile of 8-lane accumulators)
+      for amt in ((8, 4) if len(glb) > 1 else (16, 8, 4)):
         if info.axes[red[-1]].size % amt == 0 and (new := _try(info, Opt(OptOps.UNROLL, red[-1], amt), ren)) is not info:
           info = new
           break
-      if glb and info.axes[glb[-1]].size % 4 == 0 and info.axes[glb[-1]].size > 4: info = _try(info, Opt(OptOps.UPCAST, glb[-1], 4), ren)
+      for ax in (glb[-1], glb[0]) if len(glb) > 1 else glb[-1:]:
+        if info.axes[ax].size % 4 == 0 and info.axes[ax].size > 4: info = _try(info, Opt(OptOps.UPCAST, ax, 4), ren)
       return list(info.opts)
     if glb:
       last = glb[-1]
