@@ -66,7 +66,7 @@ def matmul(m: int, n: int, k: int, dt: DType = dtypes.float32) -> list[BenchKern
   prod = a.index(i * k + r).load().cast(dtypes.float32) * b.index(r * n + j).load().cast(dtypes.float32)
   return [BenchKernel(UOp.sink(c.index(i * n + j).store(_reduce(prod, r).cast(dt)).end(i, j)), ("c", "a", "b"))]
 
-def conv2d(bs: int, cin: int, cout: int, h: int, w: int, kh: int, kw: int) -> list[BenchKernel]:
-  """out = conv2d(x, wt), valid padding, stride 1 (NCHW, OIHW)."""
+def conv2d(bs: int, cin: int, cout: int, h: int, w: int, kh: int, kw: int, dt: DType = dtypes.float32) -> list[BenchKernel]:
+  """out = conv2d(x, wt), valid padding, stride 1 (NCHW, OIHW); float16 sums in float32."""
   from tg_codegen.examples import conv2d as ex_conv
-  return [BenchKernel(ex_conv(bs, cin, cout, h, w, kh, kw).ast, ("out", "x", "wt"))]
+  return [BenchKernel(ex_conv(bs, cin, cout, h, w, kh, kw, dt).ast, ("out", "x", "wt"))]

@@ -286,6 +286,36 @@ def workloads(quick: bool) -> list[Workload]:
                      tinygrad_fn=lambda x, w: x.conv2d(w), tol=1e-2))
   return ws
 
+def gpu_workloads(quick: bool) -> list[Workload]:
+  """The issue-6 sizes, for the GPU run only (too big for the CPU run): add over 64M floats, softmax over 4096x8192, float16 matmul
+  4096 (tensor cores) and a 3x3 float16 conv2d. numpy's result is the reference (computed once; slow but exact)."""
+  rng = np.random.default_rng(1)
+  f32 = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
+  ws: list[Workload] = []
+  n = (1 << 24) if quick else (1 << 26)
+  a, b = f32(n), f32(n)
+  ws.append(Workload("add64m", f"add {n >> 20}M f32", lambda n=n: K.add(n), {"out": (n,), "a": (n,), "b": (n,)}, {"a": a, "b": b}, "out",
+                     lambda a, b: a + b, n, torch_kernel=lambda t, a, b, o: t.add(a, b, out=o), torch_call=lambda t, a, b: a + b,
+                     tinygrad_fn=lambda a, b: a + b))
+  m, k = (1024, 8192) if quick else (4096, 8192)
+  x = f32(m, k)
+  ws.append(Workload("softmax_big", f"softmax rows {m}x{k}", lambda: K.softmax_rows(m, k), {"mx": (m,), "s": (m,), "out": (m, k), "x": (m, k)},
+                     {"x": x}, "out", _softmax_np, 5 * m * k, torch_call=lambda t, x: t.softmax(x, 1), tinygrad_fn=lambda x: x.softmax(1), tol=1e-5))
+  s = 2048 if quick else 4096
+  a, b = (f32(s, s) * 0.1).astype(np.float16), (f32(s, s) * 0.1).astype(np.float16)
+  ws.append(Workload(f"matmul{s}h", f"matmul {s} f16", lambda s=s: K.matmul(s, s, s, dtypes.float16), {"c": (s, s), "a": (s, s), "b": (s, s)},
+                     {"a": a, "b": b}, "c", lambda a, b: (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16), 2 * s ** 3,
+                     dt=dtypes.float16, torch_kernel=lambda t, a, b, o: t.matmul(a, b, out=o), torch_call=lambda t, a, b: a @ b,
+                     tinygrad_fn=lambda a, b: a @ b, tol=0.05))
+  bs, c, hw = (8, 64, 34) if quick else (32, 64, 58)
+  xc, wc = (f32(bs, c, hw, hw) * 0.3).astype(np.float16), (f32(c, c, 3, 3) * 0.1).astype(np.float16)
+  oshape = (bs, c, hw - 2, hw - 2)
+  ws.append(Workload("conv2d_h", f"conv2d f16 {bs}x{c}x{hw}x{hw} {c}x3x3", lambda: K.conv2d(bs, c, c, hw, hw, 3, 3, dtypes.float16),
+                     {"out": oshape, "x": xc.shape, "wt": wc.shape}, {"x": xc, "wt": wc}, "out",
+                     lambda x, w: _conv_np(x.astype(np.float32), w.astype(np.float32)).astype(np.float16), 2 * np.prod(oshape) * c * 9,
+                     dt=dtypes.float16, torch_call=lambda t, x, w: t.nn.functional.conv2d(x, w), tinygrad_fn=lambda x, w: x.conv2d(w), tol=0.05))
+  return ws
+
 def _check(c: Contender, ref: np.ndarray, tol: float) -> str:
   """'ok', or what was wrong with this contender's output."""
   if c.result is None: return "-"
@@ -726,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
   torch_ = load_torch(args.device != "CPU")
   tiny = load_tinygrad(args.device)
   results = []
-  for w in workloads(args.quick):
+  for w in workloads(args.quick) + (gpu_workloads(args.quick) if args.device != "CPU" else []):
     if args.only and not any(o in w.name for o in args.only): continue
     r = run_workload(w, args, torch_, tiny)
     r["ratios"] = ratios(r["contenders"])

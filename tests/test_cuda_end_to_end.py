@@ -33,3 +33,24 @@ def test_example_kernel_matches_numpy(device, ex):
   ref = np.asarray(ex.reference(*[x.astype(np.float64) for x in inputs]))
   assert spec.src, "the program has no source"
   np.testing.assert_allclose(out.astype(np.float64), ref.reshape(out.shape), rtol=1e-4, atol=1e-4)
+
+@pytest.mark.gpu
+def test_tinyjit_replays_through_a_cuda_graph():
+  if (why := cuda_unusable("CUDA")) is not None: pytest.skip(f"CUDA is not usable here: {why}")
+  from tg_uop.device import Device
+  from tg_tensor.tensor import Tensor
+  from tg_tensor.jit import TinyJit
+  from tg_tensor.jit_graph import GraphBatch
+  from tg_driver_nv.cuda_device import CUDAGraph
+  @TinyJit
+  def f(x, y): return ((x * y + 1).exp() * 2).sum(1).contiguous() + 1, x - y
+  rng = np.random.default_rng(0)
+  outs = []
+  for _ in range(5):
+    a, b = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal((64, 256)).astype(np.float32)
+    s, d = f(Tensor(a, device="CUDA"), Tensor(b, device="CUDA"))
+    np.testing.assert_allclose(s.numpy(), (np.exp(a.astype(np.float64) * b + 1) * 2).sum(1) + 1, rtol=1e-4)
+    outs.append((d, a - b))
+  for d, ref in outs: np.testing.assert_allclose(d.numpy(), ref, rtol=1e-6)  # each replay wrote a fresh output
+  batches = [s for s in f.captured.batched if isinstance(s, GraphBatch)]
+  assert batches and all(isinstance(bt.graph, CUDAGraph) for bt in batches) and Device["CUDA"].graph is CUDAGraph

@@ -150,6 +150,34 @@ def test_threaded_launch_matches_single_thread():
   np.testing.assert_array_equal(results[0], x * np.float32(2) + np.float32(1))
   dev.finalize()
 
+def test_workers_run_every_call_and_raise_the_first_error_on_the_launching_thread():
+  import threading
+  workers = cpu_mod.CPUWorkers(3, "test")
+  seen: list[tuple[int, str]] = []
+  lock = threading.Lock()
+  def call(i):
+    with lock: seen.append((i, threading.current_thread().name))
+  workers.run([(call, (i,)) for i in range(4)])
+  assert sorted(i for i, _ in seen) == [0, 1, 2, 3] and seen[[i for i, _ in seen].index(0)][1] == threading.current_thread().name
+  def boom(): raise ValueError("kernel failed")
+  with pytest.raises(ValueError, match="kernel failed"): workers.run([(call, (9,)), (boom, ())])
+  with pytest.raises(ValueError, match="kernel failed"): workers.run([(boom, ()), (call, (7,))])  # the launching thread's share
+  seen.clear()
+  workers.run([(call, (5,)), (call, (6,))])  # still usable after an error, and no stale error comes back
+  assert sorted(i for i, _ in seen) == [5, 6]
+  with pytest.raises(ValueError, match="5 calls for 3 workers"): workers.run([(call, (0,))] * 5)
+  workers.close()
+
+@needs_cc
+def test_changing_the_thread_count_restarts_the_workers():
+  dev = CPUDevice("CPU")
+  dev.threads = 3
+  assert dev.pool.n == 2
+  dev.threads = 5
+  assert dev.pool.n == 4
+  dev.finalize()
+  assert dev._pool is None
+
 @needs_cc
 def test_program_without_the_kernel_is_refused():
   dev = CPUDevice("CPU")

@@ -22,7 +22,10 @@ CUDA_FUNCTIONS = (
   "cuMemcpyHtoD", "cuMemcpyDtoH", "cuMemcpyDtoD", "cuMemcpyHtoDAsync", "cuMemcpyDtoHAsync", "cuMemcpyDtoDAsync",
   "cuMemcpyPeer", "cuMemsetD8", "cuModuleLoadData", "cuModuleLoadDataEx", "cuModuleUnload", "cuModuleGetFunction",
   "cuFuncGetAttribute", "cuFuncSetAttribute", "cuLaunchKernel", "cuEventCreate", "cuEventRecord", "cuEventSynchronize",
-  "cuEventElapsedTime", "cuEventDestroy", "cuStreamCreate", "cuStreamSynchronize", "cuStreamDestroy")
+  "cuEventElapsedTime", "cuEventDestroy", "cuStreamCreate", "cuStreamSynchronize", "cuStreamDestroy",
+  # CUDA graphs (TinyJit replay): one kernel node per captured kernel, parameters updated in place on the instantiated graph
+  "cuGraphCreate", "cuGraphDestroy", "cuGraphAddKernelNode", "cuGraphInstantiate", "cuGraphExecDestroy", "cuGraphLaunch",
+  "cuGraphExecKernelNodeSetParams")
 NVRTC_FUNCTIONS = (
   "nvrtcGetErrorString", "nvrtcVersion", "nvrtcGetNumSupportedArchs", "nvrtcGetSupportedArchs", "nvrtcCreateProgram",
   "nvrtcDestroyProgram", "nvrtcCompileProgram", "nvrtcGetPTXSize", "nvrtcGetPTX", "nvrtcGetCUBINSize", "nvrtcGetCUBIN",

@@ -77,3 +77,42 @@ def test_nonexistent_index_is_a_clear_error():
 def test_error_strings_come_from_the_driver():
   from tg_driver_nv.cuda_device import cu_error
   assert cu_error(2).startswith("CUDA_ERROR_OUT_OF_MEMORY (2)")
+
+def _upload(dev, arr):
+  buf = dev.allocator.alloc(arr.nbytes)
+  dev.allocator._copyin(buf, memoryview(arr.tobytes()))
+  return buf
+
+def _download(dev, buf, n):
+  import numpy as np
+  host = bytearray(4 * n)
+  dev.allocator._copyout(memoryview(host), buf)
+  return np.frombuffer(host, np.float32).copy()
+
+def test_cuda_graph_replays_a_chain_and_updates_changed_buffers_and_values(dev):
+  import numpy as np
+  from tg_driver_nv.cuda_device import CUDAGraph
+  from tg_uop.runtime.graph import Launch
+  ew, dv = P.get_program("elementwise"), P.define_var(n=16, used=10)  # c = a*b + a; out[i] = a[i] + 1 for i < vals[0]
+  n = ew.bufs[0][1]
+  (_, _, k_ew), (_, _, k_dv) = P.compile_program(dev, ew), P.compile_program(dev, dv)
+  rng = np.random.default_rng(0)
+  xs = [rng.standard_normal(n).astype(np.float32) for _ in range(4)]
+  b = [_upload(dev, x) for x in xs] + [_upload(dev, np.full(n, np.nan, np.float32)) for _ in range(2)]
+  def chain(a, used):  # b4 = xa*x1 + xa; b5 = b4 + 1 on the first `used` elements; then b5 = b5*x2 + b5
+    return [Launch(k_ew, (b[4], b[a], b[1]), ew.global_size, ew.local_size), Launch(k_dv, (b[5], b[4]), dv.global_size, dv.local_size, (used,)),
+            Launch(k_ew, (b[5], b[5], b[2]), ew.global_size, ew.local_size)]
+  def ref(a, used):
+    t = xs[a] * xs[1] + xs[a]
+    out = np.full(n, np.nan, np.float32)
+    out[:used] = t[:used] + 1
+    return out * xs[2] + out
+  g = CUDAGraph(dev, chain(0, 10))
+  g(chain(0, 10))
+  dev.synchronize()
+  np.testing.assert_allclose(_download(dev, b[5], n), ref(0, 10), rtol=1e-5)
+  dev.allocator._copyin(b[5], memoryview(np.full(n, np.nan, np.float32).tobytes()))
+  g(chain(3, 16))  # a new input buffer for node 0 and a new value for node 1: both nodes are updated in place
+  dev.synchronize()
+  np.testing.assert_allclose(_download(dev, b[5], n), ref(3, 16), rtol=1e-5)
+  with pytest.raises(ValueError, match="holds 3 kernels, replayed with 2"): g(chain(0, 10)[:2])

@@ -198,3 +198,23 @@ def test_second_device_on_the_same_gpu_shares_its_channels_and_timeline(mock_dev
   Q.NVComputeQueue("o").signal(other.timeline_signal, other.next_timeline()).submit(other)
   other.synchronize()
   assert other.channels is dev.channels and dev.timeline_value == before + 1 and dev.timeline_signal.value == before
+
+def test_launch_and_command_rings_wrap_many_times_without_waiting_on_themselves(monkeypatch):
+  # a ring wraps while a launch is being encoded; its drain must wait only for submissions that reached a channel
+  from tg_uop.runtime import hcq
+  from tg_driver_nv.nv import device as D
+  monkeypatch.setattr(hcq, "hcq_timeout_ms", lambda: 2000)
+  monkeypatch.setattr(D, "RING_SIZE", 0x4000)  # 16 KiB rings: ~20 launches per wrap of the launch ring
+  k = MockKernel()
+  dev = D.NVDevice("NV", renderer=PTXNamed("sm_90"), kernel=k)
+  prg = D.NVProgram(dev, "k", fake_cubin(param_size=12))
+  buf = dev.allocator.alloc(1024)
+  n0 = len(k.launches)
+  for i in range(200): prg(buf, global_size=(i + 1, 1, 1), local_size=(32, 1, 1), vals=(i,))
+  dev.synchronize()
+  got = k.launches[n0:]
+  assert [la.grid[0] for la in got] == list(range(1, 201)) and dev.submitted_value == dev.timeline_value - 1
+  assert [struct.unpack_from("<i", la.cbuf0, 0x218)[0] for la in got[-3:]] == [197, 198, 199]
+  for v in (5, 6): prg(buf, global_size=(3, 1, 1), local_size=(32, 1, 1), vals=(v,))  # one cached QMD, each launch its own bank 0
+  dev.synchronize()
+  assert [(la.grid, struct.unpack_from("<i", la.cbuf0, 0x218)[0]) for la in k.launches[-2:]] == [((3, 1, 1), 5), ((3, 1, 1), 6)]

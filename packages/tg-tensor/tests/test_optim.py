@@ -45,8 +45,13 @@ CASES = {
   "adamw": (lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.1), lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
 }
 
+# the default groups (both parameters small: one flat group) and every parameter in a group of its own (in place, in its shape)
+GROUPINGS = {"flat": optim.Optimizer.fuse_below, "per_param": 1}
+
+@pytest.mark.parametrize("grouping", list(GROUPINGS))
 @pytest.mark.parametrize("name", list(CASES))
-def test_optimizer_matches_torch_over_steps(name):
+def test_optimizer_matches_torch_over_steps(name, grouping, monkeypatch):
+  monkeypatch.setattr(optim.Optimizer, "fuse_below", GROUPINGS[grouping])
   make, tmake = CASES[name]
   for ours, ref in zip(_run_tg(make), _run_torch(tmake)): np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
@@ -65,7 +70,9 @@ def _lamb_reference(steps: int, lr=0.01, b1=0.9, b2=0.999, eps=1e-6, wd=0.01):
       ps[i] = ps[i] - lr * (r1 / r2 if r1 > 0 and r2 > 0 else 1.0) * up
   return ps
 
-def test_lamb_matches_reference():
+@pytest.mark.parametrize("grouping", list(GROUPINGS))
+def test_lamb_matches_reference(grouping, monkeypatch):
+  monkeypatch.setattr(optim.Optimizer, "fuse_below", GROUPINGS[grouping])
   ours = _run_tg(lambda p: optim.LAMB(p, lr=0.01, weight_decay=0.01))
   for o, r in zip(ours, _lamb_reference(5)): np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-5)
 
@@ -82,6 +89,33 @@ def test_step_is_one_realize_with_one_kernel_per_parameter_and_state():
   finally: Tensor.training = False
   # grads materialized (2), bias corrections (1), m and v (2), new flat params (1), a copy per parameter (2)
   assert engine.kernel_count - before <= 8
+
+def test_a_large_parameter_is_updated_in_place_by_its_own_kernels(monkeypatch):
+  monkeypatch.setattr(optim.Optimizer, "fuse_below", 10)  # w (12 elements) gets a group of its own, b and s (3 each) share one
+  S0 = np.array([0.5, -1.0, 2.0], np.float32)
+  def loss(x, w, b, s): return _loss(x, w, b) + (s * s * b).sum()
+  w, b, s = Tensor(W0.copy()), Tensor(B0.copy()), Tensor(S0.copy())
+  opt = optim.Adam([w, b, s], lr=0.01)
+  assert [len(g.params) for g in opt.groups] == [1, 2] and opt.groups[0].params[0] is w
+  assert opt.groups[0].new_params is None and opt.groups[0].state[0].shape == w.shape
+  Tensor.training = True
+  try:
+    for i, x in enumerate(XS[:4]):
+      opt.zero_grad()
+      loss(Tensor(x), w, b, s).backward()
+      Tensor.realize(*[p.grad for p in opt.params])
+      before = engine.kernel_count
+      opt.step()
+      # grads (3), bias corrections (1); w: m, v and w itself (3); the shared group: m, v, new flat params, a copy each (5)
+      if i == 0: assert engine.kernel_count - before == 12
+  finally: Tensor.training = False
+  tw, tb, ts = (torch.tensor(a.copy(), requires_grad=True) for a in (W0, B0, S0))
+  topt = torch.optim.Adam([tw, tb, ts], lr=0.01)
+  for x in XS[:4]:
+    topt.zero_grad()
+    loss(torch.tensor(x), tw, tb, ts).backward()
+    topt.step()
+  for ours, ref in zip((w, b, s), (tw, tb, ts)): np.testing.assert_allclose(ours.numpy(), ref.detach().numpy(), rtol=1e-4, atol=1e-5)
 
 def test_jitted_training_step_matches_eager_and_follows_the_lr_schedule():
   def train(jit: bool):

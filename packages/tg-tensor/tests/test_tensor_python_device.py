@@ -46,3 +46,19 @@ def test_gradients_on_python_device_match_torch():
   tx = torch.tensor(A, requires_grad=True)
   (tx * tx).sum().backward()
   np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
+
+def test_float16_matmul_runs_on_tensor_cores_and_matches_torch():
+  # 32x48 @ 48x16 in float16: the PYTHON device has the m16n8k16 tensor core (emulated), so the default opts take the TC path
+  from tg_uop.device import Device
+  from tg_codegen.opt.heuristic import hand_coded_optimizations
+  from tg_codegen.kernel import OptOps
+  from tg_tensor.schedule import create_schedule
+  a, b = rng.standard_normal((32, 48)).astype(np.float16), rng.standard_normal((48, 16)).astype(np.float16)
+  x, y = Tensor(a, device=DEV), Tensor(b, device=DEV)
+  out = x @ y
+  sched, _ = create_schedule([out.uop], DEV)
+  assert hand_coded_optimizations(sched[-1].ast, Device[DEV].renderer)[0].op is OptOps.TC
+  got = out.numpy()
+  ref = (torch.tensor(a, dtype=torch.float32) @ torch.tensor(b, dtype=torch.float32)).half().numpy()
+  assert got.dtype == np.float16 and got.shape == (32, 16)
+  np.testing.assert_allclose(got.astype(np.float32), ref.astype(np.float32), rtol=2e-2, atol=2e-2)

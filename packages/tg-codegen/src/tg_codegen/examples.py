@@ -49,22 +49,34 @@ def matmul(m: int, n: int, k: int) -> ExampleKernel:
   return ExampleKernel(f"matmul_{m}_{n}_{k}", UOp.sink(c.index(i * n + j).store(acc).end(i, j)), [(m, n), (m, k), (k, n)],
                        lambda a, b: a @ b)
 
-def conv2d(bs: int, cin: int, cout: int, h: int, w: int, kh: int, kw: int) -> ExampleKernel:
-  """out[b, co, y, x] = sum_{ci, ky, kx} inp[b, ci, y+ky, x+kx] * wt[co, ci, ky, kx] (valid padding, stride 1)."""
+def half_matmul(m: int, n: int, k: int, dt: DType = dtypes.float16) -> ExampleKernel:
+  """c[i, j] = half(sum_l float(a[i, l] * b[l, j])) in `dt` (float16), accumulated in float32: the kernel tg-tensor emits for a
+  float16 matmul, and the one the TC (tensor core) opt applies to."""
+  c, a, b = _g(0, m * n, dt), _g(1, m * k, dt), _g(2, k * n, dt)
+  i, j, r = UOp.range(m, 0), UOp.range(n, 1), UOp.range(k, 2)
+  acc = _reduce((a.index(i * k + r).load() * b.index(r * n + j).load()).cast(dtypes.float32), r)
+  return ExampleKernel(f"hmatmul_{m}_{n}_{k}", UOp.sink(c.index(i * n + j).store(acc.cast(dt)).end(i, j)), [(m, n), (m, k), (k, n)],
+                       lambda a, b: a.astype("float32") @ b.astype("float32"), dt)
+
+def conv2d(bs: int, cin: int, cout: int, h: int, w: int, kh: int, kw: int, dt: DType = dtypes.float32) -> ExampleKernel:
+  """out[b, co, y, x] = sum_{ci, ky, kx} inp[b, ci, y+ky, x+kx] * wt[co, ci, ky, kx] (valid padding, stride 1); for float16 or
+  bfloat16 `dt` the products are summed in float32, as tg-tensor does."""
   oh, ow = h - kh + 1, w - kw + 1
-  out, inp, wt = _g(0, bs * cout * oh * ow), _g(1, bs * cin * h * w), _g(2, cout * cin * kh * kw)
+  out, inp, wt = _g(0, bs * cout * oh * ow, dt), _g(1, bs * cin * h * w, dt), _g(2, cout * cin * kh * kw, dt)
   b, co, y, x = (UOp.range(s, i) for i, s in enumerate((bs, cout, oh, ow)))
   ci, ky, kx = (UOp.range(s, 4 + i) for i, s in enumerate((cin, kh, kw)))
   v = inp.index(((b * cin + ci) * h + y + ky) * w + x + kx).load() * wt.index(((co * cin + ci) * kh + ky) * kw + kx).load()
-  st = out.index(((b * cout + co) * oh + y) * ow + x).store(_reduce(v, ci, ky, kx))
+  if dt != dtypes.float32: v = v.cast(dtypes.float32)
+  acc = _reduce(v, ci, ky, kx)
+  st = out.index(((b * cout + co) * oh + y) * ow + x).store(acc if dt == dtypes.float32 else acc.cast(dt))
   def ref(inp, wt):
     import numpy as np
-    o = np.zeros((bs, cout, oh, ow), dtype=np.float64)
+    o, inp, wt = np.zeros((bs, cout, oh, ow), dtype=np.float64), inp.astype(np.float64), wt.astype(np.float64)
     for dy in range(kh):
       for dx in range(kw): o += np.einsum("bchw,oc->bohw", inp[:, :, dy:dy + oh, dx:dx + ow], wt[:, :, dy, dx])
     return o
   return ExampleKernel(f"conv_{bs}_{cin}_{cout}_{h}_{w}_{kh}_{kw}", UOp.sink(st.end(b, co, y, x)),
-                       [(bs, cout, oh, ow), (bs, cin, h, w), (cout, cin, kh, kw)], ref)
+                       [(bs, cout, oh, ow), (bs, cin, h, w), (cout, cin, kh, kw)], ref, dt)
 
 def run_example(ex: ExampleKernel, device: str, inputs: list, opts=None):
   """Run `ex` on `device` with numpy `inputs` (buffers 1..n); returns (output array, ProgramSpec)."""

@@ -6,18 +6,19 @@ GROUPTOP) and gives the new ranges roles. `apply_opts` maps a list of `Opt`s to 
 from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
-from tg_uop.dtype import dtypes
+from tg_uop.dtype import DType, dtypes
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_uop.helpers import prod
 
 class OptOps(Enum):
   UPCAST = "UPCAST"; UNROLL = "UNROLL"; LOCAL = "LOCAL"; GROUP = "GROUP"; GROUPTOP = "GROUPTOP"  # noqa: E702
-  PADTO = "PADTO"; NOLOCALS = "NOLOCALS"; SWAP = "SWAP"  # noqa: E702
+  PADTO = "PADTO"; NOLOCALS = "NOLOCALS"; SWAP = "SWAP"; TC = "TC"  # noqa: E702
   def __repr__(self) -> str: return f"OptOps.{self.name}"
 
 class AxisType(Enum):
   GLOBAL = "g"; LOCAL = "l"; REDUCE = "r"; UPCAST = "u"; UNROLL = "ur"; GROUP_REDUCE = "gr"  # noqa: E702
+  TC = "tc"; TC_LANE = "lane"  # the 16/8/16 inner parts of a tensor core's M/N/K axes, and the warp's 32 lanes  # noqa: E702
 
 @dataclass(frozen=True)
 class Opt:
@@ -50,6 +51,8 @@ class KernelInfo:
   subst: tuple[tuple[int, UOp], ...] = ()
   padded: tuple[UOp, ...] = ()  # validity conditions of padded ranges (PADTO), over the current ranges
   applied: bool = False
+  mma: tuple[tuple[int, int, int, DType], ...] = ()  # where a TC opt could go: (M, N, K) original range ids and the input dtype
+  tc: tuple | None = None  # after TC: (index into the renderer's tensor_cores, M inner, N inner, K inner, lane) ranges
   def __repr__(self) -> str: return f"KernelInfo(name={self.name!r}, opts={list(self.opts)}, axes={[(a.type.value, a.size) for a in self.axes]})"
 
 def kernel_ranges(ast: UOp) -> tuple[list[UOp], list[UOp]]:
@@ -66,7 +69,31 @@ def initial_info(ast: UOp) -> KernelInfo:
   g, r = kernel_ranges(ast)
   axes = tuple(Axis(x, AxisType.GLOBAL, x.arg) for x in g) + tuple(Axis(x, AxisType.REDUCE, x.arg) for x in r)
   name = ("r_" if r else "E_") + "_".join(str(a.size) for a in axes)
-  return KernelInfo(name=name, axes=axes, subst=tuple((a.origin, a.rng) for a in axes))
+  return KernelInfo(name=name, axes=axes, subst=tuple((a.origin, a.rng) for a in axes), mma=mma_candidates(ast, g))
+
+def mma_operands(red: UOp) -> tuple[UOp, UOp] | None:
+  """The two factors of a REDUCE ADD of products in float16/bfloat16 (`sum(a*b)` or `sum(float(a)*float(b))`, or the product cast to
+  a wider float), each without its widening CAST; None if the reduction is something else."""
+  if red.op is not Ops.REDUCE or red.arg is not Ops.ADD or not dtypes.is_float(red.dtype): return None
+  x = red.src[0]
+  if x.op is Ops.CAST and dtypes.is_float(x.src[0].dtype): x = x.src[0]
+  if x.op is not Ops.MUL: return None
+  a, b = (s.src[0] if s.op is Ops.CAST and dtypes.is_float(s.src[0].dtype) and s.src[0].dtype.itemsize < s.dtype.itemsize else s for s in x.src)
+  if a.dtype != b.dtype or a.dtype not in (dtypes.float16, dtypes.bfloat16) or a.dtype.count != 1: return None
+  return a, b
+
+def mma_candidates(ast: UOp, glb: list[UOp]) -> tuple[tuple[int, int, int, DType], ...]:
+  """The (M, N, K) range ids a tensor core could take in `ast`: its only REDUCE sums products of two float16/bfloat16 factors, K is
+  a reduce range both factors use, M a global range only the first uses, N one only the second uses (the last ranges first)."""
+  reds = [u for u in ast.toposort() if u.op is Ops.REDUCE]
+  if len(reds) != 1 or (ops := mma_operands(reds[0])) is None: return ()
+  ra, rb = ({u for u in o.toposort() if u.op is Ops.RANGE} for o in ops)
+  ks = [r for r in reds[0].src[1:] if r in ra and r in rb]
+  out = []
+  for a, b in ((ra, rb), (rb, ra)):  # either factor may be A (M x K); B is the other (K x N)
+    ms, ns = [r for r in glb if r in a and r not in b], [r for r in glb if r in b and r not in a]
+    out += [(m.arg, n.arg, k.arg, ops[0].dtype) for k in reversed(ks) for n in reversed(ns) for m in reversed(ms)]
+  return tuple(out)
 
 def _next_id(info: KernelInfo) -> int: return max([a.rng.arg for a in info.axes] + [-1]) + 1
 
@@ -94,9 +121,36 @@ def apply_opt(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
   except KernelOptError as e: raise KernelOptError(f"{opt!r} doesn't fit kernel {info.name} with axes "
                                                    f"{[(a.type.value, a.size) for a in info.axes]}: {e}") from None
 
+def _apply_tc(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
+  # the inner 16/8/16 of the chosen M/N/K axes become the tensor core's, and a new axis of 32 lanes (one warp) threads them
+  tcs = list(getattr(ren, "tensor_cores", None) or [])
+  if not tcs or not ren.has_local: raise KernelOptError(f"the {type(ren).__name__} renderer has no tensor cores")
+  if info.opts: raise KernelOptError(f"TC must be the first opt, {list(info.opts)} came before it")
+  if info.nolocals: raise KernelOptError("NOLOCALS was applied: tensor cores need a warp of local threads")
+  if not info.mma: raise KernelOptError("the kernel is not one REDUCE ADD of products of float16/bfloat16 values (a matmul or conv)")
+  if opt.axis is None or not 0 <= opt.axis < len(info.mma):
+    raise KernelOptError(f"TC's axis chooses one of the kernel's {len(info.mma)} (M, N, K) choices, got {opt.axis}")
+  m_id, n_id, k_id, din = info.mma[opt.axis]
+  fits = [i for i, tc in enumerate(tcs) if tc.dtype_in == din]
+  if not fits: raise KernelOptError(f"the {type(ren).__name__} renderer has no tensor core for {din} inputs")
+  sel = opt.arg or 0
+  if not 0 <= sel < len(fits): raise KernelOptError(f"TC's arg picks one of {len(fits)} tensor cores for {din}, got {sel}")
+  tc = tcs[fits[sel]]
+  inner = []
+  for origin, amt, what in zip((m_id, n_id, k_id), tc.dims, "MNK"):
+    i = next(j for j, a in enumerate(info.axes) if a.origin == origin)
+    if info.axes[i].size % amt: raise KernelOptError(f"the {what} axis (size {info.axes[i].size}) is not a multiple of {amt}")
+    info = _split(info, i, amt, AxisType.TC)
+    inner.append(info.axes[-1].rng)
+  lane = UOp.range(tc.threads, _next_id(info))
+  info = replace(info, axes=info.axes + (Axis(lane, AxisType.TC_LANE, -1),), tc=(fits[sel], *inner, lane))
+  _check_limits(info, ren)
+  return info
+
 def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
+  if opt.op is OptOps.TC: return _apply_tc(info, opt, ren)
   if opt.op is OptOps.NOLOCALS:
-    if any(a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE) for a in info.axes): raise KernelOptError("locals are already in use")
+    if any(a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE, AxisType.TC_LANE) for a in info.axes): raise KernelOptError("locals are already in use")
     return replace(info, nolocals=True)
   if opt.axis is None or not 0 <= opt.axis < len(info.axes): raise KernelOptError(f"axis {opt.axis} is out of range 0..{len(info.axes)-1}")
   ax = info.axes[opt.axis]
@@ -123,6 +177,7 @@ def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
     out = _split(info, opt.axis, amt, AxisType.GROUP_REDUCE, top=opt.op is OptOps.GROUPTOP)
   elif opt.op is OptOps.PADTO:
     if ax.type not in (AxisType.GLOBAL, AxisType.REDUCE): raise KernelOptError(f"PADTO needs a global or reduce axis, got {ax.type.name}")
+    if info.tc is not None: raise KernelOptError("PADTO can't follow TC (the tensor core reads every element unmasked)")
     if amt <= 1: raise KernelOptError(f"PADTO needs an amount > 1, got {amt}")
     if any(ax.rng in c.toposort() for c in info.padded): raise KernelOptError("axis is already padded")
     size = ax.size
@@ -147,7 +202,7 @@ def _apply(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
   return out
 
 def _check_limits(info: KernelInfo, ren) -> None:
-  locs = [a.size for a in info.axes if a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE)]
+  locs = [a.size for a in info.axes if a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE, AxisType.TC_LANE)]
   lmax = prod(ren.local_max) if getattr(ren, "local_max", None) else 0
   limit = min(lmax or 1024, 1024)
   if locs and prod(locs) > limit: raise KernelOptError(f"{prod(locs)} threads per block exceed the limit of {limit}")

@@ -128,6 +128,10 @@ def _finalize(placed: list[UOp], sink: UOp, alias: dict[UOp, list[UOp]], closes:
   for u in placed:
     if u.op is Ops.END:
       vals = [m[x] for x in u.src if x.op is not Ops.RANGE]
+      if not closes[u]:  # an END that closes no loop only groups its values
+        if len(vals) != 1: raise LinearizeError(f"an END closes no loop but groups {len(vals)} values: lower it to a SINK")
+        m[u] = vals[0]
+        continue
       cur = None
       for r in reversed(closes[u]):
         cur = UOp(Ops.END, dtypes.void, (*(vals if cur is None else [cur]), m[r]))

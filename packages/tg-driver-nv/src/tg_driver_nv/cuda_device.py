@@ -11,6 +11,7 @@ from tg_uop.device import parse_dev
 from tg_uop.runtime.allocator import BufferSpec, LRUAllocator
 from tg_uop.runtime.compiled import Compiled
 from tg_uop.runtime.compiler import CompileError, Compiler
+from tg_uop.runtime.graph import GraphRunner, Launch
 from tg_uop.runtime.program import Program, check_launch_dims
 from tg_uop.runtime.renderer import Renderer
 from tg_driver_nv.autogen import cuda, nvrtc
@@ -169,6 +170,12 @@ class CUDAAllocator(LRUAllocator):
 
 _LOG_SIZE = 16384
 
+def _kernel_params(bufs: tuple, vals: tuple[int, ...]) -> tuple[Any, list]:
+  # cuLaunchKernel's kernelParams: one pointer per parameter (the buffers' CUdeviceptr values, then the int32 values); the driver
+  # copies what they point to at the call, so the list that keeps the ints alive only has to outlive it
+  ints = [ctypes.c_int32(v) for v in vals]
+  return (ctypes.c_void_p * (len(bufs) + len(ints)))(*(ctypes.addressof(b) for b in bufs), *(ctypes.addressof(i) for i in ints)), ints
+
 class CUDAProgram(Program):
   """A kernel loaded with cuModuleLoadDataEx (cubin, or PTX that the driver JIT-compiles) and launched with cuLaunchKernel:
   grid = global_size (blocks), block = local_size (threads), params = the buffers' device pointers then int32 `vals`."""
@@ -193,8 +200,7 @@ class CUDAProgram(Program):
                vals: tuple[int, ...] = (), wait: bool = False) -> float | None:
     (g0, g1, g2), (l0, l1, l2) = check_launch_dims(global_size, local_size)
     self.device.activate()
-    ints = [ctypes.c_int32(v) for v in vals]
-    params = (ctypes.c_void_p * (len(bufs) + len(ints)))(*(ctypes.addressof(b) for b in bufs), *(ctypes.addressof(i) for i in ints))
+    params, _keep = _kernel_params(bufs, vals)
     if wait: cu_check(cuda.cuEventRecord(self.events[0], None), "cuEventRecord")
     status = cuda.cuLaunchKernel(self.fn, g0, g1, g2, l0, l1, l2, 0, None, params, None)
     if status != 0:
@@ -212,6 +218,55 @@ class CUDAProgram(Program):
     if getattr(self, "module", None) is not None:
       try: cuda.cuModuleUnload(self.module)
       except Exception: pass
+
+# ---------------- graphs ----------------
+
+def _launch_key(l: Launch) -> tuple:
+  return tuple(b.value for b in l.bufs), l.vals
+
+class CUDAGraph(GraphRunner):
+  """Kernel launches as one CUDA graph: a chain of kernel nodes (cuGraphAddKernelNode) instantiated once (cuGraphInstantiate) and
+  launched with cuGraphLaunch on the legacy stream, so it stays ordered with the device's copies and single launches. A replay
+  whose buffers or values differ from the last one updates just those nodes in place (cuGraphExecKernelNodeSetParams)."""
+  def __init__(self, device: CUDADevice, launches: list[Launch]):
+    super().__init__(device, launches)
+    device.activate()
+    self.graph, self.exec, self.nodes = cuda.CUgraph(), None, []
+    cu_check(cuda.cuGraphCreate(ctypes.byref(self.graph), 0), f"cuGraphCreate on {device.device}")
+    for l in launches:
+      node, dep = cuda.CUgraphNode(), (cuda.CUgraphNode * 1)(*self.nodes[-1:])
+      params, _keep = self._params(l)
+      cu_check(cuda.cuGraphAddKernelNode(ctypes.byref(node), self.graph, dep, len(self.nodes[-1:]), ctypes.byref(params)),
+               f"cuGraphAddKernelNode({l.prg.name!r}) on {device.device}")
+      self.nodes.append(node)
+    exe = cuda.CUgraphExec()
+    cu_check(cuda.cuGraphInstantiate(ctypes.byref(exe), self.graph, 0), f"cuGraphInstantiate of {len(launches)} kernels on {device.device}")
+    self.exec, self.keys = exe, [_launch_key(l) for l in launches]
+
+  @staticmethod
+  def _params(l: Launch) -> tuple[Any, Any]:
+    args, keep = _kernel_params(l.bufs, l.vals)
+    (g0, g1, g2), (b0, b1, b2) = l.global_size, l.local_size
+    return cuda.CUDA_KERNEL_NODE_PARAMS(l.prg.fn, g0, g1, g2, b0, b1, b2, 0, args, None), (args, keep)
+
+  def __call__(self, launches: list[Launch]) -> None:
+    if len(launches) != len(self.nodes):
+      raise ValueError(f"the CUDA graph on {self.device.device} holds {len(self.nodes)} kernels, replayed with {len(launches)}")
+    self.device.activate()
+    for i, l in enumerate(launches):
+      if (key := _launch_key(l)) != self.keys[i]:
+        params, _keep = self._params(l)
+        cu_check(cuda.cuGraphExecKernelNodeSetParams(self.exec, self.nodes[i], ctypes.byref(params)),
+                 f"cuGraphExecKernelNodeSetParams({l.prg.name!r}) on {self.device.device}")
+        self.keys[i] = key
+    cu_check(cuda.cuGraphLaunch(self.exec, None), f"cuGraphLaunch of {len(self.nodes)} kernels on {self.device.device}")
+
+  def __del__(self):
+    # like modules, graphs die with the context at exit; a failure to destroy one then means nothing
+    try:
+      if getattr(self, "exec", None) is not None: cuda.cuGraphExecDestroy(self.exec)
+      if getattr(self, "graph", None) is not None: cuda.cuGraphDestroy(self.graph)
+    except Exception: pass
 
 # ---------------- device ----------------
 
@@ -231,6 +286,7 @@ def _default_renderer(arch: str) -> Renderer:
 
 class CUDADevice(Compiled):
   """An NVIDIA GPU through the CUDA driver API. `device` is "CUDA" or "CUDA:<index>" (optionally ":CUDA|PTX[:sm_XX]")."""
+  graph = CUDAGraph
   def __init__(self, device: str = "CUDA", renderer: Renderer | None = None, interface: Any = None):
     if interface is not None: raise ValueError(f"the CUDA device takes no interface (got {interface!r}): use DEV=CUDA")
     ds = parse_dev(device)

@@ -2,7 +2,8 @@
 
 Replay skips building graphs, scheduling and lowering: it runs the captured compiled kernels on the new inputs' buffers. Inputs
 must keep their shape, dtype and device (a clear error says which one changed); outputs get fresh buffers on every call, so a
-result from one call is never overwritten by the next."""
+result from one call is never overwritten by the next. On a device with a graph capability (CUDA), runs of captured kernels replay
+as one device graph (`jit_graph`)."""
 from __future__ import annotations
 import functools
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class _Captured:
   outputs: list[UOp]            # base buffers of the returned tensors, in return order
   fresh: set[UOp]               # the outputs created by the call: they get new buffers on every replay
   structure: Any                # how to rebuild the return value: a Tensor index, or a tuple/list/dict of them, or a constant
+  batched: list | None = None   # `steps` with runs of kernels grouped into device graphs (jit_graph), made on the first replay
 
 class TinyJit:
   """Decorate a function of Tensors: `@TinyJit def step(x, y): ...`. Set `JIT=0` to run it normally every time."""
@@ -74,7 +76,17 @@ class TinyJit:
     from tg_tensor import engine
     m: dict[UOp, UOp] = {old: _base(t.uop) for old, t in zip(c.inputs, ins)}
     m.update({o: new_buffer(o.src[0].arg, o.arg[0], o.dtype) for o in c.outputs if o not in m and o in c.fresh})
-    for runner, bufs in c.steps:
+    from tg_tensor.jit_graph import GraphBatch, batch_steps
+    if c.batched is None: c.batched = batch_steps(c.steps)
+    def buf(u: UOp):
+      if not (b := get_buffer(m.get(u, u))).is_allocated(): b.allocate()
+      return b
+    for step in c.batched:
+      if isinstance(step, GraphBatch):
+        step(buf)
+        engine.kernel_count += len(step.steps)
+        continue
+      runner, bufs = step
       real = [get_buffer(m.get(b, b)) for b in bufs]
       for b in real:
         if not b.is_allocated(): b.allocate()

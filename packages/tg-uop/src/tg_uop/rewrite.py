@@ -4,6 +4,7 @@ import contextlib, inspect, itertools, math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from tg_uop.dtype import DType
+from tg_uop.helpers import TRACK_MATCH_STATS
 from tg_uop.ops import Ops, GroupOp
 from tg_uop.uop import UOp, _argkey
 
@@ -119,33 +120,60 @@ def _location(fxn: Callable) -> str:
   code = getattr(fxn, "__code__", None)
   return f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno}" if code is not None else repr(fxn)
 
+# ops whose sources (all of them, or those at the listed positions) have the op's own dtype: a dtype a source pattern demands is
+# then one the op itself has, so a rule can be skipped by the op's dtype alone
+_SAME_DTYPE_SRCS: dict[Ops, tuple[int, ...] | None] = {**{op: None for op in (Ops.ADD, Ops.MUL, Ops.SUB, Ops.FDIV, Ops.IDIV, Ops.MOD,
+                                                       Ops.MAX, Ops.AND, Ops.OR, Ops.XOR, Ops.NEG, Ops.RECIP)},
+                                                    Ops.SHL: (0,), Ops.SHR: (0,), Ops.WHERE: (1, 2)}
+
+def _dtypes_of(p: UPat) -> frozenset | None:
+  """The dtypes (scalar or vector) a UOp matching `p` can have, or None when any can match."""
+  if p._dtypes is not None: return p._dtypes
+  if p.op is None or not isinstance(p.src, (tuple, list)) or any(op not in _SAME_DTYPE_SRCS for op in p.op): return None
+  out: frozenset | None = None
+  for op in p.op:
+    pos = _SAME_DTYPE_SRCS[op]
+    if pos is not None and isinstance(p.src, list): return None  # positions of a commutative pattern are not fixed
+    ds = [d for i, sp in enumerate(p.src) if (pos is None or i in pos) and (d := _dtypes_of(sp)) is not None]
+    if not ds: return None
+    mine = frozenset.intersection(*ds)
+    out = mine if out is None else out | mine
+  return out
+
 class PatternMatcher:
   """An ordered list of (UPat, function) rules; the first rule whose function returns a UOp wins."""
   def __init__(self, patterns: list[tuple[UPat, Callable]], name: str | None = None):
     self.patterns, self.name = list(patterns), name or "matcher"
-    self.pdict: dict[Ops, list[tuple[UPat, Callable, bool, str, frozenset]]] = {}
+    self.pdict: dict[Ops, list[tuple[UPat, Callable, bool, str, frozenset, frozenset | None]]] = {}
     for p, fxn in self.patterns:
       if not isinstance(p, UPat): raise TypeError(f"a rule needs a UPat, got {type(p).__name__}: {p!r}")
       takes_ctx = "ctx" in inspect.signature(fxn).parameters
       # early reject: ops the direct sources must include for the pattern to have a chance
       early = frozenset(sp.op[0] for sp in p.src if sp.op is not None and len(sp.op) == 1) if isinstance(p.src, (tuple, list)) else frozenset()
-      for op in (p.op if p.op is not None else tuple(Ops)): self.pdict.setdefault(op, []).append((p, fxn, takes_ctx, _location(fxn), early))
+      for op in (p.op if p.op is not None else tuple(Ops)):
+        self.pdict.setdefault(op, []).append((p, fxn, takes_ctx, _location(fxn), early, _dtypes_of(p)))
+    self._rules: dict[tuple[Ops, Any], list] = {}  # (op, dtype) -> the rules that can match it, built on first use
   def __add__(self, other: PatternMatcher) -> PatternMatcher: return PatternMatcher(self.patterns + other.patterns, f"{self.name}+{other.name}")
   def __len__(self) -> int: return len(self.patterns)
 
+  def _rules_for(self, op: Ops, dtype: Any) -> list:
+    rules = [r[:5] for r in self.pdict.get(op, ()) if r[5] is None or dtype in r[5] or dtype.scalar() in r[5]]
+    self._rules[(op, dtype)] = rules
+    return rules
+
   def rewrite(self, u: UOp, ctx: Any = None) -> UOp | None:
     """The first rule's result for `u`, or None if no rule applies."""
-    from tg_uop.helpers import TRACK_MATCH_STATS
     src_ops = None
-    for p, fxn, takes_ctx, loc, early in self.pdict.get(u.op, ()):
+    if (rules := self._rules.get((u.op, u.dtype))) is None: rules = self._rules_for(u.op, u.dtype)
+    for p, fxn, takes_ctx, loc, early in rules:
       if early:
         if src_ops is None: src_ops = {s.op for s in u.src}
         if not early <= src_ops: continue
       for store in p.match(u, {}):
         ret = fxn(ctx=ctx, **store) if takes_ctx else fxn(**store)
-        if TRACK_MATCH_STATS: match_stats.setdefault(loc, [0, 0])[0] += 1
+        if TRACK_MATCH_STATS.value: match_stats.setdefault(loc, [0, 0])[0] += 1
         if ret is not None and ret is not u:
-          if TRACK_MATCH_STATS: match_stats[loc][1] += 1
+          if TRACK_MATCH_STATS.value: match_stats[loc][1] += 1
           if _rewrite_hooks:
             for h in _rewrite_hooks: h(RewriteStep(self.name, loc, u, ret))
           return ret
@@ -186,8 +214,8 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, bottom_up: boo
       stack.append((n, 1, key))
       stack.extend((s, 0, s) for s in reversed(n.src) if s not in replace)
     elif stage == 1:
-      src = tuple(replace[s] for s in n.src)
-      nn = n if all(a is b for a, b in zip(src, n.src)) else UOp(n.op, n.dtype, src, n.arg)
+      src = tuple(map(replace.__getitem__, n.src))
+      nn = n if src == n.src else UOp(n.op, n.dtype, src, n.arg)  # tuples compare by identity first: UOps are hash-consed
       if bottom_up and nn is not n:
         stack.append((nn, 2, key))
         stack.append((nn, 0, nn))

@@ -16,6 +16,7 @@ from tg_uop.runtime.compiled import Compiled
 from tg_uop.runtime.compiler import CompileError, Compiler
 from tg_uop.runtime.program import Program, check_launch_dims
 from tg_uop.runtime.renderer import Renderer
+from tg_codegen.tensor_cores import MMA_TENSOR_CORES, parse_wmma_arg, mma_reference
 
 # ---- scalar encodings: how each dtype is laid out in memory ----
 def _fp8e4m3_decode(b: int) -> float:
@@ -92,7 +93,7 @@ class _ListMem(_Mem):
 # ---- renderer and compiler ----
 SUPPORTED = frozenset(python_alu) | {Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.DEFINE_REG, Ops.DEFINE_LOCAL, Ops.SPECIAL, Ops.RANGE, Ops.END,
   Ops.CONST, Ops.VCONST, Ops.INDEX, Ops.LOAD, Ops.STORE, Ops.CAST, Ops.BITCAST, Ops.VECTORIZE, Ops.GEP, Ops.IF, Ops.ENDIF, Ops.BARRIER,
-  Ops.SINK, Ops.NOOP, Ops.AFTER}
+  Ops.SINK, Ops.NOOP, Ops.AFTER, Ops.WMMA}
 _MAGIC = "tg-python-v1"
 
 class PythonRenderer(Renderer):
@@ -100,7 +101,7 @@ class PythonRenderer(Renderer):
   device, suffix = "PYTHON", "PY"
   has_local, has_shared, supports_float4 = True, True, True
   supported_ops = frozenset(python_alu)
-  tensor_cores: list = []
+  tensor_cores: list = list(MMA_TENSOR_CORES)  # emulated exactly (`mma_reference`), so the TC opt is tested without a GPU
 
   def render(self, name: str, uops: list) -> str:
     index = {u: i for i, u in enumerate(uops)}
@@ -175,7 +176,8 @@ class PythonProgram(Program):
     self.jump = _jumps(name, self.insts)
     self.nbufs = max((arg + 1 for op, _, _, arg in self.insts if op is Ops.DEFINE_GLOBAL), default=0)
     self.vars = [i for i, (op, *_) in enumerate(self.insts) if op is Ops.DEFINE_VAR]
-    self.has_barrier = any(op is Ops.BARRIER for op, *_ in self.insts)
+    # BARRIER and WMMA (a warp's lanes exchange fragments) run the threads of a block in lockstep
+    self.has_sync = any(op is Ops.BARRIER or op is Ops.WMMA for op, *_ in self.insts)
     self.is_alu = [op in python_alu for op, *_ in self.insts]  # precomputed: hashing an enum per executed uop is slow
 
   def __call__(self, *bufs: Any, global_size: tuple[int, ...] = (1, 1, 1), local_size: tuple[int, ...] = (1, 1, 1),
@@ -204,20 +206,33 @@ class PythonProgram(Program):
     return time.perf_counter() - st if wait else None
 
   def _run_block(self, threads: list[Iterator[None]], gid: tuple[int, ...]) -> None:
-    if not self.has_barrier:
+    if not self.has_sync:
       for t in threads:
         for _ in t: pass
       return
-    # lockstep: every thread runs to its next BARRIER before any passes it
+    # lockstep: every thread runs to its next BARRIER (yielding None) or WMMA (yielding its fragments) before any passes it
+    replies: list[Any] = [None] * len(threads)
     while threads:
-      done = 0
-      for t in threads:
-        try: next(t)
+      done, reqs = 0, []
+      for t, r in zip(threads, replies):
+        try: reqs.append(t.send(r))
         except StopIteration: done += 1
       if done and done != len(threads):
         raise RuntimeError(f"PYTHON kernel {self.name!r}: in block {gid}, {done} of {len(threads)} threads finished while the others wait at a "
-                           "BARRIER (a barrier must be reached by every thread of the block)")
+                           "BARRIER or WMMA (every thread of the block must reach it)")
       if done: return
+      replies = self._wmma(reqs, gid) if any(q is not None for q in reqs) else [None] * len(threads)
+
+  def _wmma(self, reqs: list[Any], gid: tuple[int, ...]) -> list[Any]:
+    # threads are in linear order (x fastest), so each run of 32 is one warp, as on the GPU
+    if any(q is None for q in reqs) or len({q[0] for q in reqs}) != 1:
+      raise RuntimeError(f"PYTHON kernel {self.name!r}: in block {gid}, threads reached different BARRIER/WMMA uops (divergent control flow)")
+    tc = parse_wmma_arg(self.insts[reqs[0][0]][3])
+    if len(reqs) % tc.threads:
+      raise RuntimeError(f"PYTHON kernel {self.name!r}: WMMA needs blocks of whole warps ({tc.threads}), got {len(reqs)} threads")
+    out: list[Any] = []
+    for w in range(0, len(reqs), tc.threads): out += mma_reference(tc, [q[1:] for q in reqs[w:w + tc.threads]])
+    return out
 
   def _thread(self, mems: dict[int, _ByteMem], varvals: dict[int, int], local_mem: dict[int, _ListMem], gid: tuple[int, ...],
               lid: tuple[int, ...], ls: tuple[int, ...]) -> Iterator[None]:
@@ -247,6 +262,7 @@ class PythonProgram(Program):
           pc = jump[pc] + 1
           continue
       elif op is Ops.BARRIER: yield
+      elif op is Ops.WMMA: v[pc] = yield (pc, v[src[0]], v[src[1]], v[src[2]])
       elif op is Ops.SINK: return
       elif op is Ops.DEFINE_GLOBAL: v[pc] = mems[arg]
       elif op is Ops.DEFINE_VAR: v[pc] = varvals[pc]

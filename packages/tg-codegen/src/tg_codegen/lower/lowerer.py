@@ -14,6 +14,7 @@ from tg_uop.uop import UOp
 from tg_uop.rewrite import UPat, PatternMatcher
 from tg_uop.helpers import prod
 from tg_codegen.kernel import KernelInfo, AxisType, reduce_identity
+from tg_codegen.lower.tensor_core import accumulate, apply_tc
 
 @dataclass(frozen=True)
 class Lowered:
@@ -68,8 +69,38 @@ def rebuild(ast: UOp, info: KernelInfo) -> UOp:
     else: new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
   return new[ast]
 
+def _simplify_indices(sink: UOp) -> UOp:
+  """The kernel with its addresses and gates simplified, before UNROLL/UPCAST copy them once per lane: the schedule's index
+  arithmetic (nested views: `((x*512+y)//512)%784`...) is simplified once here, not in every copy."""
+  from tg_uop.symbolic import symbolic
+  from tg_uop.rewrite import graph_rewrite
+  idxs = [u for u in sink.toposort() if u.op is Ops.INDEX and len(u.src) > 1]
+  exprs = list(dict.fromkeys(s for u in idxs for s in u.src[1:]))
+  simple = dict(zip(exprs, graph_rewrite(UOp(Ops.SINK, dtypes.void, tuple(exprs)), symbolic).src)) if exprs else {}  # shared parts once
+  sub: dict[UOp, UOp] = {}
+  for u in idxs:
+    src = u.src[:1] + tuple(simple[s] for s in u.src[1:])
+    if any(a is not b for a, b in zip(src, u.src)): sub[u] = u.replace(src=src)
+  return sink.substitute(sub)
+
 def _combos(rngs: list[UOp]):
   for vals in itertools.product(*(range(r.src[0].arg) for r in rngs)): yield {r: r.const_like(v) for r, v in zip(rngs, vals)}
+
+def _copies(roots: list[UOp], rngs: list[UOp]) -> list[UOp]:
+  """`[x.substitute(c) for c in _combos(rngs) for x in roots]`, walking the graph once: only the part that depends on `rngs` is
+  rebuilt for each combination (an UPCAST END copies its stores once per lane; each substitute walked the whole kernel)."""
+  dep: set[UOp] = set(rngs)
+  part: list[UOp] = []  # the UOps that depend on the ranges, in toposort order
+  for u in list(UOp(Ops.SINK, dtypes.void, tuple(roots)).toposort())[:-1]:  # without that SINK
+    if u not in dep and any(s in dep for s in u.src):
+      dep.add(u)
+      part.append(u)
+  out: list[UOp] = []
+  for c in _combos(rngs):
+    new = dict(c)
+    for u in part: new[u] = UOp(u.op, u.dtype, tuple(new.get(s, s) for s in u.src), u.arg)
+    out.extend(new.get(x, x) for x in roots)
+  return out
 
 def vector_axis(sink: UOp, info: KernelInfo, ren) -> UOp | None:
   """The UPCAST range to turn into vector lanes: of a width the renderer's vectors take, preferring one that makes the stores,
@@ -137,7 +168,9 @@ def vectorize(sink: UOp, r: UOp) -> UOp:
       if len(ix.src) == 2 and _unit_stride(ix.src[1], r):
         new[u] = UOp(Ops.STORE, dtypes.void, (lanes[0], val, *rest))
       else: new[u] = UOp(Ops.SINK, dtypes.void, tuple(UOp(Ops.STORE, dtypes.void, (lx, val.gep(k), *rest)) for k, lx in enumerate(lanes)))
-    elif u.op is Ops.END: new[u] = UOp(Ops.END, dtypes.void, tuple(new[s] for s in u.src if s is not r))
+    elif u.op is Ops.END:  # an END left without loops (r was its only one) is just its stores
+      src = tuple(new[s] for s in u.src if s is not r)
+      new[u] = UOp(Ops.END, dtypes.void, src) if any(s.op is Ops.RANGE for s in src) else src[0] if len(src) == 1 else UOp(Ops.SINK, dtypes.void, src)
     elif u.op is Ops.REDUCE and r in u.src[1:]:  # r is an unrolled reduce axis: reduce in n lanes, then fold the lanes once
       rest = [new[s] for s in u.src[1:] if s is not r]
       inner = UOp(Ops.REDUCE, u.dtype.vec(n), (vec(u.src[0]), *rest), u.arg) if rest else vec(u.src[0])
@@ -160,12 +193,12 @@ def expand(sink: UOp, info: KernelInfo) -> UOp:
     src = [new[s] for s in u.src]
     if u.op is Ops.REDUCE and (ur := [r for r in src[1:] if r in unroll]):
       rest = [r for r in src[1:] if r not in unroll]
-      x = _fold(u.arg, [src[0].substitute(c) for c in _combos(ur)])
+      x = _fold(u.arg, _copies([src[0]], ur))
       new[u] = UOp(Ops.REDUCE, u.dtype, (x, *rest), u.arg) if rest else x
     elif u.op is Ops.END and (up := [r for r in src if r in upcast]):
       vals = [s for s in src if s.op is not Ops.RANGE]
       rest = [r for r in src if r.op is Ops.RANGE and r not in upcast]
-      xs = [v.substitute(c) for c in _combos(up) for v in vals]
+      xs = _copies(vals, up)
       new[u] = UOp(Ops.END, dtypes.void, (*xs, *rest)) if rest else UOp(Ops.SINK, dtypes.void, tuple(xs))
     else: new[u] = u if all(a is b for a, b in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
   out = new[sink]
@@ -176,7 +209,8 @@ def map_grid(sink: UOp, info: KernelInfo, ren) -> tuple[UOp, tuple, tuple]:
   """Turn parallel ranges into SPECIALs: on GPUs globals become gidx and locals lidx; on the CPU the first global becomes gidx0
   (split across cores) and the rest stay loops."""
   glb = [a for a in info.axes if a.type is AxisType.GLOBAL]
-  loc = [a for a in info.axes if a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE)]
+  # a tensor core's lanes go last, so they become lidx0 (threadIdx.x): a warp is 32 consecutive threads
+  loc = [a for a in info.axes if a.type in (AxisType.LOCAL, AxisType.GROUP_REDUCE)] + [a for a in info.axes if a.type is AxisType.TC_LANE]
   sub: dict[UOp, UOp] = {}
   gs, ls = [1, 1, 1], [1, 1, 1]
   if not ren.has_local:
@@ -243,7 +277,7 @@ def lower_reduces(sink: UOp) -> UOp:
       outer = sorted(scope_of(x.toposort())[x] - set(loops), key=lambda r: r.arg)
       init = UOp(Ops.STORE, dtypes.void, (idx, ident, *outer))
       cur = UOp(Ops.LOAD, x.dtype, (idx, init, *loops))
-      upd = UOp(Ops.STORE, dtypes.void, (idx, cur.alu(u.arg, x)))
+      upd = UOp(Ops.STORE, dtypes.void, (idx, accumulate(cur, x) if u.arg is Ops.ADD and x.dtype.count > 1 else cur.alu(u.arg, x)))
       val = UOp(Ops.LOAD, x.dtype, (idx, UOp(Ops.END, dtypes.void, (upd, *loops))))
     if grp:
       size = prod(g.src[0].arg for g in grp)
@@ -292,8 +326,9 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   """The kernel `ast` with the choices of `info`, lowered for renderer `ren`."""
   from tg_uop.rewrite import graph_rewrite
   from tg_codegen.lower.decompose import supported_ops
-  sink = rebuild(ast, info)
-  if (vr := vector_axis(sink, info, ren)) is not None:
+  sink = _simplify_indices(rebuild(ast, info))
+  if info.tc is not None: sink = apply_tc(sink, info, ren)
+  elif (vr := vector_axis(sink, info, ren)) is not None:
     sink = vectorize(sink, vr)
     info = replace(info, axes=tuple(a for a in info.axes if a.rng is not vr))
   sink = expand(sink, info)

@@ -1,5 +1,6 @@
 """The default opt-op choice: a few readable rules, each tried and kept only if it fits the kernel."""
 from __future__ import annotations
+import functools
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_codegen.lower.lowerer import _unit_stride
@@ -11,9 +12,60 @@ def _try(info: KernelInfo, opt: Opt, ren) -> KernelInfo:
 
 def _axes(info: KernelInfo, t: AxisType) -> list[int]: return [i for i, a in enumerate(info.axes) if a.type is t]
 
-def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
-  """Opts for `ast` on `ren`: register tiles via UPCAST, UNROLL of short reduce loops, and LOCAL/GROUP on GPUs."""
+def _by_origin(info: KernelInfo, origin: int) -> int | None:
+  return next((i for i, a in enumerate(info.axes) if a.origin == origin and a.type is AxisType.GLOBAL), None)
+
+def tensor_core_opts(info: KernelInfo, ren) -> KernelInfo | None:
+  """A matmul-like kernel of float16/bfloat16 on a renderer with tensor cores: TC, then each warp takes a register tile of up to
+  8x4 tensor-core tiles (UPCAST of the outer M and N axes), a block holds 2x2 warps (LOCAL) and K is unrolled by 4; None if TC
+  does not fit."""
+  if not getattr(ren, "tensor_cores", None): return None
+  # the first (M, N, K) choice whose sizes fit the tensor core
+  if (c := next((c for c in range(len(info.mma)) if _try(info, Opt(OptOps.TC, c, 0), ren) is not info), None)) is None: return None
+  info = apply_opt(info, Opt(OptOps.TC, c, 0), ren)
+  m_id, n_id = info.mma[c][0], info.mma[c][1]
+  # (the H100, float16 4096^3: this tile 1.50 ms; 4x4 tiles without the K unroll 2.2 ms; BEAM=2 found the same as this)
+  for origin, op, amts in ((n_id, OptOps.UPCAST, (4, 2)), (m_id, OptOps.UPCAST, (8, 4, 2)), (m_id, OptOps.LOCAL, (2,)), (n_id, OptOps.LOCAL, (2,))):
+    for amt in amts:
+      if (i := _by_origin(info, origin)) is not None and info.axes[i].size % amt == 0 and info.axes[i].size > amt:
+        if (new := _try(info, Opt(op, i, amt), ren)) is not info: info = new; break  # noqa: E702
+  k_id = info.mma[c][2]
+  if (k := next((i for i, a in enumerate(info.axes) if a.origin == k_id and a.type is AxisType.REDUCE), None)) is not None:
+    for amt in (4, 2):
+      if info.axes[k].size % amt == 0 and (new := _try(info, Opt(OptOps.UNROLL, k, amt), ren)) is not info: info = new; break  # noqa: E702
+  return info
+
+def gpu_row_reduce_opts(ast: UOp, ren) -> list[Opt] | None:
+  """GPU opts for a long reduction along memory (row sums, softmax's max and sum): a block per output whose threads read 16-byte
+  vectors side by side (UNROLL 4 gives the vector lanes, GROUP the threads: coalesced float4 loads), each folding its share in a
+  register before the block folds the partials through shared memory. None when the kernel is not such a reduction (its
+  reduced loads don't run along memory, one also runs along the last parallel axis as in a matmul, or the reduction is short)."""
+  if not (ren.has_local and getattr(ren, "has_shared", False)): return None
   info = initial_info(ast)
+  glb, red = _axes(info, AxisType.GLOBAL), _axes(info, AxisType.REDUCE)
+  if not red or (size := info.axes[red[-1]].size) < 256: return None
+  r = info.axes[red[-1]].rng
+  loads = [ix for u in ast.toposort() if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and r in (ix := u.src[0].src[1]).toposort()]
+  if not loads or not all(_unit_stride(ix, r) for ix in loads): return None
+  if glb and any(_unit_stride(ix, info.axes[glb[-1]].rng) for ix in loads): return None
+  outputs = 1
+  for i in glb: outputs *= info.axes[i].size
+  vec = next((v for v in (4, 2) if size % v == 0), 1)
+  if vec > 1: info = _try(info, Opt(OptOps.UNROLL, red[-1], vec), ren)
+  n = info.axes[red[-1]].size
+  # a warp per output: each step reads 512 contiguous bytes, and the first thread folds only 32 partials (that fold is serial:
+  # on the H100, 64/128/256 threads per row ran 1.07x/1.05x/1.7x slower than 32 on a 4096x8192 row sum); with too few outputs
+  # to fill the GPU, more threads per output, each still reading at least 4 vectors
+  for amt in ((32,) if outputs >= 1024 else (256, 128, 64, 32)):
+    if n % amt == 0 and (n // amt >= 4 or amt == 32) and (new := _try(info, Opt(OptOps.GROUP, red[-1], amt), ren)) is not info:
+      return list(new.opts)
+  return None
+
+def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
+  """Opts for `ast` on `ren`: tensor cores where they fit, register tiles via UPCAST, UNROLL of short reduce loops, and LOCAL/GROUP
+  on GPUs."""
+  info = initial_info(ast)
+  if (tc := tensor_core_opts(info, ren)) is not None: return list(tc.opts)
   glb, red = _axes(info, AxisType.GLOBAL), _axes(info, AxisType.REDUCE)
   outputs = 1
   for i in glb: outputs *= info.axes[i].size
@@ -21,32 +73,8 @@ def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
     # few outputs, long reductions: spread each reduction over a workgroup
     for amt in (256, 128, 64, 32, 16):
       if (new := _try(info, Opt(OptOps.GROUPTOP, red[0], amt), ren)) is not info: info = new; break  # noqa: E702
-  if not ren.has_local:
-    # CPU: the last parallel axis becomes SIMD lanes (16 floats fill an AVX-512 register, two AVX2 ones); with a reduction, a
-    # second axis is upcast too, so each loaded value feeds several accumulators (a register tile, as in a BLAS kernel)
-    loads = [u.src[0].src[1] for u in ast.toposort() if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX]
-    unit = lambda r: any(_unit_stride(ix, r) for ix in loads)  # noqa: E731
-    if red and not (glb and unit(info.axes[glb[-1]].rng)) and unit(info.axes[red[-1]].rng):
-      # a reduction along memory (row sums, x @ w.T): SIMD lanes over the reduce axis and a tile of outputs at once, so each
-      # loaded vector feeds several independent accumulators (with two parallel axes, a 4x4 tile of 8-lane accumulators)
-      for amt in ((8, 4) if len(glb) > 1 else (16, 8, 4)):
-        if info.axes[red[-1]].size % amt == 0 and (new := _try(info, Opt(OptOps.UNROLL, red[-1], amt), ren)) is not info:
-          info = new
-          break
-      for ax in (glb[-1], glb[0]) if len(glb) > 1 else glb[-1:]:
-        if info.axes[ax].size % 4 == 0 and info.axes[ax].size > 4: info = _try(info, Opt(OptOps.UPCAST, ax, 4), ren)
-      return list(info.opts)
-    if glb:
-      last = glb[-1]
-      for amt in (16, 8, 4):
-        if info.axes[last].size % amt == 0 and (new := _try(info, Opt(OptOps.UPCAST, last, amt), ren)) is not info: info = new; break  # noqa: E702
-      if red and len(glb) > 1:
-        for amt in (8, 4, 2):
-          if info.axes[glb[0]].size % amt == 0 and info.axes[glb[0]].size >= 2 * amt:
-            if (new := _try(info, Opt(OptOps.UPCAST, glb[0], amt), ren)) is not info: info = new; break  # noqa: E702
-    red = _axes(info, AxisType.REDUCE)
-    if red and not glb and info.axes[red[-1]].size % 4 == 0: info = _try(info, Opt(OptOps.UNROLL, red[-1], 4), ren)
-    return list(info.opts)
+  if not ren.has_local: return _cpu_opts(ast, info, ren)
+  if (rows := gpu_row_reduce_opts(ast, ren)) is not None: return rows
   # GPU register tiling: upcast up to two parallel axes (the last ones first) when the kernel reduces, one otherwise
   for i in list(reversed(glb))[:2 if red else 1]:
     size = info.axes[i].size
@@ -60,9 +88,99 @@ def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
     budget = 256
     for i in reversed(glb):
       size = info.axes[i].size
-      for amt in (32, 16, 8, 4, 2):
+      # without a reduction a block is one strip of the innermost axis (up to 256 threads: 32-thread blocks leave half of an SM's
+      # thread slots empty, since it holds at most 32 blocks); with one, a 2-D tile of outputs shares the loads
+      for amt in ((256, 128, 64, 32, 16, 8, 4, 2) if not red else (32, 16, 8, 4, 2)):
         if size % amt == 0 and amt <= budget and size >= amt:
           new = _try(info, Opt(OptOps.LOCAL, i, amt), ren)
           if new is not info: info, budget = new, budget // amt; break  # noqa: E702
       if budget < 2: break
   return list(info.opts)
+
+def _cpu_opts(ast: UOp, info: KernelInfo, ren) -> list[Opt]:
+  """CPU: the last parallel axis becomes SIMD lanes (16 floats fill an AVX-512 register, two AVX2 ones); with a reduction, a
+  second axis is upcast too, so each loaded value feeds several accumulators (a register tile, as in a BLAS kernel).
+  The lowering turns into lanes the upcast axis that makes the stores contiguous, else the one most loads walk along; the tiles
+  below are chosen so that it picks the lanes meant here."""
+  glb, red = _axes(info, AxisType.GLOBAL), _axes(info, AxisType.REDUCE)
+  mem = [u for u in ast.toposort() if u.op in (Ops.LOAD, Ops.STORE) and u.src[0].op is Ops.INDEX]
+  loads, stores = [u.src[0].src[1] for u in mem if u.op is Ops.LOAD], [u.src[0].src[1] for u in mem if u.op is Ops.STORE]
+  unit = lambda r, ixs: any(_unit_stride(ix, r) for ix in ixs)  # noqa: E731
+  rng = {i: info.axes[i].rng for i in glb + red}  # the kernel's own ranges (opts split axes into new ones)
+  # the reduction runs along memory when its biggest operand does (a batch of labels or row statistics read along it doesn't count)
+  along = _biggest_loads(mem, rng[red[-1]]) if red else []
+  if red and not (glb and unit(rng[glb[-1]], loads)) and along and all(_unit_stride(ix, rng[red[-1]]) for ix in along):
+    # a reduction along memory (row sums, x @ w.T): SIMD lanes over the reduce axis, and a tile of 4 outputs along an axis whose
+    # stores are not contiguous (one that is would take the lanes, and the loads along the reduction would become gathers)
+    for amt in (16, 8, 4):
+      if info.axes[red[-1]].size % amt == 0 and (new := _try(info, Opt(OptOps.UNROLL, red[-1], amt), ren)) is not info:
+        info = new
+        break
+    for ax in reversed(glb):
+      if not unit(rng[ax], stores) and info.axes[ax].size % 4 == 0 and info.axes[ax].size > 4:
+        info = _try(info, Opt(OptOps.UPCAST, ax, 4), ren)
+        break
+    return list(info.opts)
+  if red and len(glb) > 1 and (tile := _lanes_where_work_varies(ast, info, ren, glb, mem)) is not None: return tile
+  if glb:
+    last, lanes = glb[-1], False
+    for amt in (16, 8, 4):
+      if info.axes[last].size % amt == 0 and (new := _try(info, Opt(OptOps.UPCAST, last, amt), ren)) is not info:
+        info, lanes = new, True
+        break
+    if red and len(glb) > 1:
+      # an outer-product reduction: lanes along the last axis and a tile along the first. Work in the loop that doesn't depend on
+      # the last axis (a fused softmax gradient or ReLU, say) runs once per lane group: when there is some, the tile grows along
+      # the last axis instead (all of it when it is short and took no lanes), so that work runs once per 64-128 outputs
+      wide = False
+      if _computes_without(ast, rng[last]):
+        for amt in (8, 4, 2) if lanes else (info.axes[last].size,) if info.axes[last].size <= 32 else ():
+          if info.axes[last].size % amt == 0 and (new := _try(info, Opt(OptOps.UPCAST, last, amt), ren)) is not info:
+            info, wide = new, lanes
+            break
+      for amt in (2,) if wide else (8, 4, 2):
+        if info.axes[glb[0]].size % amt == 0 and info.axes[glb[0]].size >= 2 * amt:
+          if (new := _try(info, Opt(OptOps.UPCAST, glb[0], amt), ren)) is not info: info = new; break  # noqa: E702
+  red = _axes(info, AxisType.REDUCE)
+  if red and not glb and info.axes[red[-1]].size % 4 == 0: info = _try(info, Opt(OptOps.UNROLL, red[-1], 4), ren)
+  return list(info.opts)
+
+def _lanes_where_work_varies(ast: UOp, info: KernelInfo, ren, glb: list[int], mem: list[UOp]) -> list[Opt] | None:
+  """An outer-product reduction whose loop computes something (a ReLU mask, say) that varies along the first parallel axis but
+  not the last: lanes along the first axis (16; every load that depends on it is contiguous along it, so no gathers) vectorize
+  that work, and a tile along the last one shares it. The tile's size is not a vector width, so the lowering keeps the lanes here
+  though the last axis makes stores contiguous. None when the kernel is not of this kind or the sizes don't divide."""
+  first, last = info.axes[glb[0]], info.axes[glb[-1]]
+  if first.size % 16 or not _computes_without(ast, last.rng): return None
+  loads = [u.src[0].src[1] for u in mem if u.op is Ops.LOAD and first.rng in _index_ranges(u.src[0].src[1])]
+  if not loads or not all(_unit_stride(ix, first.rng) for ix in loads): return None
+  amt = next((a for a in (14, 12, 10, 7, 6, 5, 3) if last.size % a == 0), None)
+  if amt is None or (new := _try(info, Opt(OptOps.UPCAST, glb[0], 16), ren)) is info: return None
+  return list(_try(new, Opt(OptOps.UPCAST, glb[-1], amt), ren).opts)
+
+def _biggest_loads(mem: list[UOp], r: UOp) -> list[UOp]:
+  """The indices of the loads from the biggest buffer read at positions that depend on range `r`."""
+  ld = [(u.src[0].src[0].dtype.size, u.src[0].src[1]) for u in mem if u.op is Ops.LOAD and r in _index_ranges(u.src[0].src[1])]
+  return [ix for n, ix in ld if n == max(n for n, _ in ld)] if ld else []
+
+_COSTLY = {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIP, Ops.FDIV, Ops.MAX, Ops.CMPLT, Ops.CMPNE, Ops.WHERE}
+
+@functools.lru_cache(maxsize=4096)
+def _index_ranges(idx: UOp) -> frozenset[UOp]:
+  """The ranges an index depends on once simplified (a reshape's `(r1*512 + r0) % 512` depends on r0 only)."""
+  from tg_uop.symbolic import symbolic
+  from tg_uop.rewrite import graph_rewrite
+  return frozenset(u for u in graph_rewrite(idx, symbolic).toposort() if u.op is Ops.RANGE)
+
+@functools.lru_cache(maxsize=1024)
+def _computes_without(ast: UOp, rng: UOp) -> bool:
+  """Does a reduction's body compute (beyond loads and multiply-adds) a value that varies inside the kernel but not with `rng`?"""
+  deps: dict[UOp, frozenset[UOp]] = {}
+  body: set[UOp] = set()
+  for u in ast.toposort():
+    deps[u] = frozenset([u]) if u.op is Ops.RANGE else frozenset().union(*(deps[s] for s in u.src))
+    # an index that names rng may not depend on it once simplified: only those pay for the simplification
+    if u.op is Ops.INDEX and rng in deps[u]: deps[u] = _index_ranges(u.src[1]).union(*(deps[s] for s in u.src[2:]))
+    if u.op is Ops.REDUCE: body.add(u.src[0])
+  inside = {v for b in body for v in b.toposort()}
+  return any(v.op in _COSTLY and rng not in deps[v] and deps[v] for v in inside)

@@ -13,7 +13,8 @@ ACTIONS: list[Opt] = [Opt(OptOps.UPCAST, ax, amt) for amt in (0, 2, 3, 4, 5, 7, 
   [Opt(OptOps.UNROLL, ax, amt) for amt in (0, 2, 3, 4, 8) for ax in range(6)] + \
   [Opt(OptOps.LOCAL, ax, amt) for amt in (2, 4, 8, 16, 32) for ax in range(4)] + \
   [Opt(OptOps.GROUPTOP, ax, amt) for amt in (8, 16, 32, 64, 256) for ax in range(4)] + \
-  [Opt(OptOps.PADTO, ax, amt) for amt in (16, 32) for ax in range(4)] + [Opt(OptOps.SWAP, ax, o) for ax in range(3) for o in range(1, 4)]
+  [Opt(OptOps.PADTO, ax, amt) for amt in (16, 32) for ax in range(4)] + [Opt(OptOps.SWAP, ax, o) for ax in range(3) for o in range(1, 4)] + \
+  [Opt(OptOps.TC, ax, 0) for ax in range(4)]  # only fits as the first opt, on renderers with tensor cores
 
 def ast_key(ast: UOp) -> str:
   """A stable hash of a kernel's structure (ignoring its KernelInfo)."""
@@ -129,6 +130,11 @@ def beam_search(ast: UOp, ren, width: int, device: str | None = None) -> list[Op
 def random_opts(ast: UOp, ren, rnd, n: int = 4) -> list[Opt]:
   """Up to `n` random opts that fit `ast` on `ren`, each kept only if it applies (for fuzzing: valid opts never change results)."""
   opts: list[Opt] = []
+  # a tensor core, when the kernel and the renderer have one, half of the time (it must come first)
+  if (mma := apply_opts(ast, [], ren).mma) and rnd.random() < 0.5:
+    tc = Opt(OptOps.TC, rnd.randrange(len(mma)), 0)
+    try: opts = list(apply_opts(ast, [tc], ren).opts)
+    except KernelOptError: pass
   for _ in range(n * 3):
     if len(opts) >= n: break
     info = apply_opts(ast, opts, ren)

@@ -21,6 +21,7 @@ class AMDGPURenderer(LLVMRenderer):
   """Linearized UOps -> LLVM IR for an AMDGPU kernel (default arch gfx942); compile with `compile_amdgpu`."""
   device = "AMD"
   suffix = "AMDGPU"
+  index_bits = 32  # 64-bit address math costs GPU registers and instructions
   default_arch = "gfx942"
   has_local = True
   has_shared = True

@@ -8,69 +8,17 @@ CUDA's float2/float4/int2/int4/uint2/uint4 (built with make_float4, ...) and sma
 (`tg_half8` with fields v0..v7, built with `make_tg_half8`). A vector LOAD/STORE is one wide access only where the index is
 provably a multiple of the vector width (so the access is aligned); otherwise it is split into scalar accesses.
 
-WMMA (tensor cores), shared with the PTX renderer. A WMMA UOp is
-  `UOp(Ops.WMMA, dtype_out.vec(4), (a, b, c), arg)` with `arg = (name, (M, N, K), dtype_in, dtype_out, device, threads, *extra)`
-where only (16, 8, 16), dtype_in float16 or bfloat16, dtype_out float32 and threads 32 are supported (`mma.sync.aligned.m16n8k16
-.row.col.f32.{f16,bf16}.{f16,bf16}.f32`); `extra` (e.g. the lowering's upcast/reduce axes) is ignored here. `TensorCore.wmma_arg()`
-builds a valid arg. Per warp it computes D(16x8) = A(16x16) @ B(16x8) + C; each of the 32 lanes holds `a`: dtype_in.vec(8),
-`b`: dtype_in.vec(4), `c` and the result: float.vec(4). With g = lane // 4 and t = lane % 4, element i of each is at
-  a[i]: row g + 8*((i//2)%2), col 2*t + i%2 + 8*(i//4)      (A is M x K)
-  b[i]: row 2*t + i%2 + 8*(i//2), col g                     (B is K x N)
-  c[i]: row g + 8*(i//2),       col 2*t + i%2               (C and D are M x N)
-which `TensorCore.a_elem/b_elem/c_elem(lane, i)` return, so the lowering places elements without knowing PTX.
+WMMA (tensor cores): the arg format and the per-lane fragment layout are documented in `tg_codegen.tensor_cores`.
 """
 from __future__ import annotations
 import math, re, struct
-from dataclasses import dataclass
 from typing import Any
 from tg_uop.dtype import DType, PtrDType, dtypes
 from tg_uop.ops import Ops, GroupOp
 from tg_uop.uop import UOp
 from tg_uop.runtime.renderer import Renderer, load_alt
 
-# ---------------- tensor cores (shared with ptx.py) ----------------
-
-@dataclass(frozen=True)
-class TensorCore:
-  """One `mma.sync` shape: per warp of `threads` lanes, D(MxN, dtype_out) = A(MxK, dtype_in) @ B(KxN, dtype_in) + C."""
-  dims: tuple[int, int, int]
-  dtype_in: DType
-  dtype_out: DType
-  threads: int = 32
-
-  @property
-  def name(self) -> str: return f"WMMA_{'_'.join(map(str, self.dims))}_{self.dtype_in.name}_{self.dtype_out.name}".replace(" ", "")
-  @property
-  def elements_per_thread(self) -> tuple[int, int, int]:
-    """How many elements of A, B and C each lane holds."""
-    m, n, k = self.dims
-    return (m*k // self.threads, k*n // self.threads, m*n // self.threads)
-  def wmma_arg(self, device: str = "CUDA", *extra: Any) -> tuple:
-    """The `arg` of a WMMA UOp for this shape (see the module docstring)."""
-    return (self.name, self.dims, self.dtype_in, self.dtype_out, device, self.threads, *extra)
-  def a_elem(self, lane: int, i: int) -> tuple[int, int]:
-    """(row, col) in A of element i of lane `lane`."""
-    return (lane//4 + 8*((i//2) % 2), 2*(lane % 4) + i % 2 + 8*(i//4))
-  def b_elem(self, lane: int, i: int) -> tuple[int, int]:
-    """(row, col) in B of element i of lane `lane`."""
-    return (2*(lane % 4) + i % 2 + 8*(i//2), lane//4)
-  def c_elem(self, lane: int, i: int) -> tuple[int, int]:
-    """(row, col) in C and D of element i of lane `lane`."""
-    return (lane//4 + 8*(i//2), 2*(lane % 4) + i % 2)
-
-MMA_TENSOR_CORES: list[TensorCore] = [TensorCore((16, 8, 16), dtypes.float16, dtypes.float32),
-                                      TensorCore((16, 8, 16), dtypes.bfloat16, dtypes.float32)]
-
-def parse_wmma_arg(arg: Any) -> TensorCore:
-  """The `TensorCore` a WMMA UOp's arg names, with a clear error for shapes or dtypes this renderer can't emit."""
-  if not isinstance(arg, tuple) or len(arg) < 4:
-    raise ValueError(f"WMMA arg must be (name, (M, N, K), dtype_in, dtype_out, device, threads, ...), got {arg!r}")
-  dims, din, dout = tuple(arg[1]), arg[2], arg[3]
-  threads = arg[5] if len(arg) > 5 else 32
-  for tc in MMA_TENSOR_CORES:
-    if tc.dims == dims and tc.dtype_in == din and tc.dtype_out == dout and tc.threads == threads: return tc
-  raise ValueError(f"no tensor core for WMMA {dims} {din}->{dout} with {threads} threads: supported are "
-                   f"{[(tc.dims, tc.dtype_in, tc.dtype_out) for tc in MMA_TENSOR_CORES]}")
+from tg_codegen.tensor_cores import TensorCore, MMA_TENSOR_CORES, parse_wmma_arg  # noqa: F401  (re-exported for ptx.py)
 
 def arch_number(arch: str, renderer: str) -> int:
   """The compute capability in `sm_90` / `sm_90a` as an int (90), with a clear error for other spellings."""

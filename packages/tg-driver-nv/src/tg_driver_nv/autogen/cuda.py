@@ -331,6 +331,13 @@ CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE = 15
 CU_FUNC_ATTRIBUTE_MAX = (CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE + 1)
 CUfunction_attribute = ctypes.c_int
 CUevent = ctypes.c_void_p
+CUgraph = ctypes.c_void_p
+CUgraphNode = ctypes.c_void_p
+CUkernel = ctypes.c_void_p
+class struct_CUDA_KERNEL_NODE_PARAMS_v2_st(ctypes.Structure): _fields_ = [('func', CUfunction), ('gridDimX', ctypes.c_uint), ('gridDimY', ctypes.c_uint), ('gridDimZ', ctypes.c_uint), ('blockDimX', ctypes.c_uint), ('blockDimY', ctypes.c_uint), ('blockDimZ', ctypes.c_uint), ('sharedMemBytes', ctypes.c_uint), ('kernelParams', ctypes.POINTER(ctypes.c_void_p)), ('extra', ctypes.POINTER(ctypes.c_void_p)), ('kern', CUkernel), ('ctx', CUcontext)]
+CUDA_KERNEL_NODE_PARAMS_v2 = struct_CUDA_KERNEL_NODE_PARAMS_v2_st
+CUDA_KERNEL_NODE_PARAMS = CUDA_KERNEL_NODE_PARAMS_v2
+CUgraphExec = ctypes.c_void_p
 
 # name -> (argtypes, restype)
 _FUNCTIONS: dict[str, tuple[list, Any]] = {
@@ -376,6 +383,13 @@ _FUNCTIONS: dict[str, tuple[list, Any]] = {
   'cuStreamCreate': ([ctypes.POINTER(CUstream), ctypes.c_uint], CUresult),
   'cuStreamSynchronize': ([CUstream], CUresult),
   'cuStreamDestroy_v2': ([CUstream], CUresult),
+  'cuGraphCreate': ([ctypes.POINTER(CUgraph), ctypes.c_uint], CUresult),
+  'cuGraphDestroy': ([CUgraph], CUresult),
+  'cuGraphAddKernelNode_v2': ([ctypes.POINTER(CUgraphNode), CUgraph, ctypes.POINTER(CUgraphNode), ctypes.c_size_t, ctypes.POINTER(CUDA_KERNEL_NODE_PARAMS)], CUresult),
+  'cuGraphInstantiateWithFlags': ([ctypes.POINTER(CUgraphExec), CUgraph, ctypes.c_ulonglong], CUresult),
+  'cuGraphExecDestroy': ([CUgraphExec], CUresult),
+  'cuGraphLaunch': ([CUgraphExec, CUstream], CUresult),
+  'cuGraphExecKernelNodeSetParams_v2': ([CUgraphExec, CUgraphNode, ctypes.POINTER(CUDA_KERNEL_NODE_PARAMS)], CUresult),
 }
 # the names the header #defines to a versioned symbol (cuMemAlloc -> cuMemAlloc_v2)
 _ALIASES: dict[str, str] = {
@@ -395,6 +409,9 @@ _ALIASES: dict[str, str] = {
   'cuEventElapsedTime': 'cuEventElapsedTime_v2',
   'cuEventDestroy': 'cuEventDestroy_v2',
   'cuStreamDestroy': 'cuStreamDestroy_v2',
+  'cuGraphAddKernelNode': 'cuGraphAddKernelNode_v2',
+  'cuGraphInstantiate': 'cuGraphInstantiateWithFlags',
+  'cuGraphExecKernelNodeSetParams': 'cuGraphExecKernelNodeSetParams_v2',
 }
 
 def __getattr__(name: str) -> Any:

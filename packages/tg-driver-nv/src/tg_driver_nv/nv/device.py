@@ -11,7 +11,7 @@ from tg_uop.runtime.hcq import HCQAllocator, HCQBuffer, HCQCompiled, HCQProgram
 from tg_uop.runtime.renderer import Renderer
 from tg_driver_nv.nv import ioctl as I
 from tg_driver_nv.nv.memory import MemoryManager, NVMemory, VASpace, view
-from tg_driver_nv.nv.qmd import QMD_SIZES, encode_qmd, parse_cubin, relaunch_qmd
+from tg_driver_nv.nv.qmd import QMD_SIZES, encode_qmd, parse_cubin, relaunch_qmd, set_cbuf0_address
 from tg_driver_nv.nv.queue import (GPFifo, NVComputeQueue, NVCopyQueue, NVQueue, NVSignal, DOORBELL_OFFSET, SUBC_COMPUTE, SUBC_COPY,
   NVC6C0_SET_OBJECT, NVC6C0_SET_SHADER_SHARED_MEMORY_WINDOW_A, NVC6C0_SET_SHADER_LOCAL_MEMORY_WINDOW_A, NVC6C0_SET_SHADER_LOCAL_MEMORY_A,
   NVC6C0_SET_SHADER_LOCAL_MEMORY_NON_THROTTLED_A, hi_lo)
@@ -112,6 +112,7 @@ class NVProgram(HCQProgram):
     self.code_addr = device.upload(self.kernel.code)
     self.cbuf_addrs = {bank: device.upload(data) for bank, data in self.kernel.cbufs.items()}
     self.qmd_templates: dict[int, bytearray] = {}  # local memory per thread -> this program's QMD without grid and bank 0
+    self.qmd_cache: dict[tuple, bytearray] = {}  # (local, grid, block, bank 0 size) -> the QMD, bank 0's address left to fill
     # the stack starts STACK_RESERVE below the top of the local window (kernels read STACK_TOP from constant bank 0)
     if self.kernel.local_per_thread: device.ensure_local_memory(self.kernel.local_per_thread + STACK_RESERVE)
 
@@ -140,7 +141,7 @@ class NVDevice(HCQCompiled):
       self.timeline_signal = shared["hw"]["timeline_signal"]
       self.shared.update(saved)
       return
-    self.shared: dict[str, Any] = {"timeline_value": 1, "local_mem": None, "local_per_thread": 0, "last_queue": None}
+    self.shared: dict[str, Any] = {"timeline_value": 1, "submitted_value": 0, "local_mem": None, "local_per_thread": 0, "last_queue": None}
     self.kernel = kernel
     self.rm = rm = RMClient(self.kernel)
     cards = rm.card_info()
@@ -191,8 +192,9 @@ class NVDevice(HCQCompiled):
     keep = {k: v for k, v in self.__dict__.items() if k not in ("device", "allocator", "renderer", "compiler", "runtime")}
     _opened[(id(self.kernel), self.index)] = {"hw": keep}
 
-  # state every NVDevice on one GPU shares: the timeline, the local-memory buffer, the queue that submitted last
-  timeline_value, local_mem = _shared_attr("timeline_value"), _shared_attr("local_mem")
+  # state every NVDevice on one GPU shares: the timeline (the next value to hand out, and the value of the last submission that
+  # reached a channel), the local-memory buffer, the queue that submitted last
+  timeline_value, submitted_value, local_mem = _shared_attr("timeline_value"), _shared_attr("submitted_value"), _shared_attr("local_mem")
   local_per_thread, last_queue = _shared_attr("local_per_thread"), _shared_attr("last_queue")
 
   # ---------------- bring-up ----------------
@@ -236,7 +238,7 @@ class NVDevice(HCQCompiled):
     pre = q.words
     q.words, q._dev = [], self
     q.dispatch()
-    self.submit_words(q.channel, pre + q.words)
+    self.submit_words(q.channel, pre + q.words, q.timeline_value(self))
     self.last_queue = q.name
 
   def _pick_renderer(self, renderer: Renderer | None) -> Renderer:
@@ -258,15 +260,19 @@ class NVDevice(HCQCompiled):
     return comp if comp.ptxas is not None else PtxasMissing(self.arch)
 
   # ---------------- submission ----------------
-  def submit_words(self, channel: str, words: list[int]) -> None:
-    """Copy `words` into the command ring and hand them to `channel`'s GPFIFO."""
+  def submit_words(self, channel: str, words: list[int], timeline: int | None = None) -> None:
+    """Copy `words` into the command ring and hand them to `channel`'s GPFIFO; `timeline` is the timeline value they signal."""
     if not words: return
     addr = self.cmd_ring.take(4 * len(words), 16)
     (ctypes.c_uint32 * len(words)).from_address(addr)[:] = words
     self.channels[channel].push(addr, len(words), self.device)
+    if timeline is not None: self.submitted_value = max(self.submitted_value, timeline)
 
   def _drain(self) -> None:
-    self.synchronize()
+    # a ring wraps while a submission is being encoded, after its timeline value was handed out: `synchronize()` would wait for
+    # that value, which nothing can signal until the submission it is encoding goes out (a hang after ~2 MB of launches). Every
+    # earlier submission has reached a channel, so wait for the last of those.
+    self.timeline_signal.wait(self.submitted_value, queue=self.last_queue)
 
   def new_signal(self, value: int = 0, name: str = "signal") -> NVSignal:
     """A signal slot from the host-memory pool."""
@@ -319,11 +325,16 @@ class NVDevice(HCQCompiled):
     struct.pack_into("<6I3Q", cb, 0, *ls, *gs, SHARED_WINDOW, LOCAL_WINDOW, STACK_TOP)
     cb[k.param_base:k.param_base + len(args)] = args
     local = self.local_per_thread if k.local_per_thread else 0
-    if (tmpl := prg.qmd_templates.get(local)) is None:
-      cbufs = {0: (0, 0), **{b: (a, len(k.cbufs[b])) for b, a in prg.cbuf_addrs.items()}}
-      tmpl = prg.qmd_templates[local] = encode_qmd(program=prg.code_addr, registers=k.registers, shared=k.shared, local_per_thread=local,
-                                                   grid=(1, 1, 1), block=(1, 1, 1), cbufs=cbufs, arch=self.arch, version=self.qmd_version)
-    qmd = relaunch_qmd(tmpl, self.qmd_version, gs, ls, (cb_addr, cb_size))
+    # the QMD of a launch shape is built once (encoding fields one by one costs more than the rest of a launch); each launch only
+    # points it at its own constant bank 0
+    if (base := prg.qmd_cache.get(key := (local, gs, ls, cb_size))) is None:
+      if (tmpl := prg.qmd_templates.get(local)) is None:
+        cbufs = {0: (0, 0), **{b: (a, len(k.cbufs[b])) for b, a in prg.cbuf_addrs.items()}}
+        tmpl = prg.qmd_templates[local] = encode_qmd(program=prg.code_addr, registers=k.registers, shared=k.shared, local_per_thread=local,
+                                                     grid=(1, 1, 1), block=(1, 1, 1), cbufs=cbufs, arch=self.arch, version=self.qmd_version)
+      if len(prg.qmd_cache) >= 256: prg.qmd_cache.clear()  # symbolic launch sizes: keep the cache bounded
+      base = prg.qmd_cache[key] = relaunch_qmd(tmpl, self.qmd_version, gs, ls, (0, cb_size))
+    qmd = set_cbuf0_address(base, self.qmd_version, cb_addr)
     ctypes.memmove(cb_addr, bytes(cb), cb_size)
     ctypes.memmove(qmd_addr, bytes(qmd), qsize)
     return qmd_addr

@@ -135,6 +135,15 @@ def relaunch_qmd(template: bytes, version: int, grid: tuple[int, int, int], bloc
   qmd_set(q, "constant_buffer_size_shifted4_0", (cbuf0[1] + 15) // 16, version)
   return q
 
+def set_cbuf0_address(qmd: bytes | bytearray, version: int, addr: int) -> bytearray:
+  """A copy of `qmd` with constant bank 0 at `addr` (the one field that changes between launches of one shape)."""
+  shift = 0 if version == 3 else 6
+  if addr % (1 << shift): raise ValueError(f"constant buffer 0 at {addr:#x} isn't {1 << shift}-byte aligned")
+  q = bytearray(qmd)
+  qmd_set(q, "constant_buffer_addr_lower0", (addr >> shift) & 0xFFFFFFFF, version)
+  qmd_set(q, "constant_buffer_addr_upper0", addr >> (32 + shift), version)
+  return q
+
 # ---------------- cubin (ELF) ----------------
 EIATTR_PARAM_CBANK, EIATTR_FRAME_SIZE, EIATTR_MIN_STACK_SIZE, EIATTR_CBANK_PARAM_SIZE, EIATTR_REGCOUNT = 0x0A, 0x11, 0x12, 0x19, 0x2F
 EIFMT_NVAL, EIFMT_BVAL, EIFMT_HVAL, EIFMT_SVAL = 1, 2, 3, 4

@@ -113,10 +113,14 @@ class NVQueue(HWQueue):
     if self.channel == "compute":
       self.method(SUBC_COMPUTE, NVC6C0_INVALIDATE_SHADER_CACHES_NO_WFI, INVALIDATE_INSTRUCTION | INVALIDATE_GLOBAL_DATA | INVALIDATE_CONSTANT)
 
+  def timeline_value(self, dev: NVDevice) -> int | None:
+    """The highest value this queue signals on `dev`'s timeline, None if it signals none."""
+    return max((c.args[1] for c in self.cmds if c.op == "signal" and c.args[0] is dev.timeline_signal), default=None)
+
   def _submit(self, dev: NVDevice) -> None:
     self.words, self._dev = [], dev
     self.dispatch()
-    dev.submit_words(self.channel, self.words)
+    dev.submit_words(self.channel, self.words, self.timeline_value(dev))
 
 class NVComputeQueue(NVQueue):
   """The compute channel: host semaphores plus QMD launches."""

@@ -1,9 +1,12 @@
 """Optimizers (SGD, Adam, AdamW, LAMB) with a fused update, and learning-rate schedules.
 
 Fused update: `step()` builds every parameter's update and realizes all of them (and the optimizer state) in ONE `realize` call.
-The state of all parameters (momentum, Adam's m and v) and their updated values live in flat float32 buffers, one kernel each;
-each parameter then takes one copy kernel for its own buffer (plus one per gradient, materialized once). The learning rate and
-the bias corrections are buffers too, not constants, so a `TinyJit`-captured training step follows a schedule's changes."""
+Parameters are updated in groups: a large parameter (`Optimizer.fuse_below` elements or more) is a group of its own, and its state
+(momentum, Adam's m and v) has its shape, so each state slot and the parameter itself take one plain elementwise kernel (SIMD,
+no index arithmetic). The small parameters share one group: their state lives in flat float32 buffers over all of them, one kernel
+per slot reading the gradients through a concatenation, then one copy kernel per parameter, so a model with many biases and norms
+does not pay three kernel launches for each. Gradients are materialized once. The learning rate and the bias corrections are
+buffers too, not constants, so a `TinyJit`-captured training step follows a schedule's changes."""
 from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
@@ -25,10 +28,32 @@ def _scalar_buffer(v: float | list[float], device: str) -> Tensor:
   """A realized float32 buffer (shape () for a scalar): kernels load it, so changing it needs no recompile."""
   return Tensor(np.array(v, dtype=np.float32), device=device, requires_grad=False)
 
+class ParamGroup:
+  """Parameters updated together: one kernel per state slot over all of them. A single parameter keeps its shape (its state is
+  shaped like it and it is assigned directly); several are flattened and joined, with a flat buffer for their new values that each
+  parameter then copies its piece from."""
+  def __init__(self, params: list[Tensor], nstate: int, device: str):
+    self.params, self.sizes = params, [p.numel() for p in params]
+    self.offsets = [sum(self.sizes[:i]) for i in range(len(params))]
+    shape = params[0].shape if len(params) == 1 else (sum(self.sizes),)
+    # each state slot is written by one kernel that reads it only at the position it writes (no temporary copy needed)
+    self.state = [Tensor.zeros(*shape, device=device).contiguous().realize() for _ in range(nstate)]
+    self.new_params = Tensor.zeros(*shape, device=device).contiguous().realize() if len(params) > 1 else None
+
+  def flat(self, ts: list[Tensor]) -> Tensor:
+    """The tensors (one per parameter) flattened and joined, in parameter order (a single one as it is)."""
+    return Tensor.cat(*[t.reshape(-1) for t in ts]) if len(ts) > 1 else ts[0]
+
+  def piece(self, flat: Tensor, i: int) -> Tensor:
+    """Parameter i's part of a flat tensor, in its shape."""
+    if len(self.params) == 1: return flat
+    return flat[self.offsets[i]:self.offsets[i] + self.sizes[i]].reshape(self.params[i].shape)
+
 class Optimizer(ABC):
   """Base class: `params` with requires_grad None become trainable; ones with requires_grad False (BatchNorm running stats) are
-  realized with each step. Subclasses implement `_new_state` and `_new_params` over flat (all parameters joined) tensors."""
+  realized with each step. Subclasses implement `_new_state` and `_new_params` over one group's (flat) tensors."""
   nstate = 0
+  fuse_below = 1 << 14  # parameters with fewer elements share one group (their update is cheap; the kernel launches are not)
   def __init__(self, params: Sequence[Tensor], lr: float):
     params = list(params)
     for p in params:
@@ -42,14 +67,9 @@ class Optimizer(ABC):
       raise ValueError(f"optimizer params are on several devices {sorted({p.device for p in self.params})}: put them on one device")
     Tensor.realize(*self.params)
     self.lr = _scalar_buffer(lr, self.device)
-    self.sizes = [p.numel() for p in self.params]
-    self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
-    # flat float32 buffers over all parameters: one per state slot (momentum; Adam's m and v) and one for the updated parameters,
-    # each written by one kernel that reads it only at the position it writes (so the scheduler needs no temporary copy); each
-    # parameter then copies its piece of the new values
-    total = sum(self.sizes)
-    self.state = [Tensor.zeros(total, device=self.device).contiguous().realize() for _ in range(self.nstate)]
-    self.new_params = Tensor.zeros(total, device=self.device).contiguous().realize()
+    small = [p for p in self.params if p.numel() < self.fuse_below]
+    self.groups = [ParamGroup([p], self.nstate, self.device) for p in self.params if p.numel() >= self.fuse_below]
+    if small: self.groups.append(ParamGroup(small, self.nstate, self.device))
 
   def zero_grad(self) -> None:
     """Forget the gradients (the next backward() starts from zero)."""
@@ -72,32 +92,30 @@ class Optimizer(ABC):
     if missing:
       raise RuntimeError(f"parameters {missing[:8]}{'...' if len(missing) > 8 else ''} (of {len(self.params)}) have no gradient: call "
                          f"loss.backward() before step(), and pass only parameters the loss depends on")
-    # each gradient materialized once: the flat state kernel reads it through a concatenation, where an unmaterialized gradient
-    # (a reduction over the batch) would be recomputed in every branch
-    grads = [p.grad.float().contiguous() for p in self.params]
-    pf = [p.detach().float() for p in self.params]
-    g, pflat = self._flat(grads), self._flat(pf)
-    extra, new_state = self._new_state(g, pflat)
-    # the new parameters read the ASSIGNED state: reading the old buffers here could see them already overwritten
-    for st, v in zip(self.state, new_state): st.assign(v)
-    self.new_params.assign(self._new_params(g, pflat, pf))
-    for i, p in enumerate(self.params): p.assign(self._piece(self.new_params, i).cast(p.dtype))
-    return [*self.buffers, *extra, *self.state, self.new_params, *self.params]
+    extra, state, flats = self._shared_state(), [], []
+    for grp in self.groups:
+      # each gradient materialized once: the state and parameter kernels all read it (a flat group through a concatenation), where
+      # an unmaterialized gradient (a reduction over the batch) would be recomputed in each of them
+      pf = [p.detach().float() for p in grp.params]
+      g, pflat = grp.flat([p.grad.float().contiguous() for p in grp.params]), grp.flat(pf)
+      # the new parameters read the ASSIGNED state: reading the old buffers here could see them already overwritten
+      for st, v in zip(grp.state, self._new_state(grp, g, pflat)): st.assign(v)
+      state += grp.state
+      new = self._new_params(grp, g, pflat, pf)
+      if grp.new_params is not None: flats.append(grp.new_params.assign(new))
+      for i, p in enumerate(grp.params): p.assign(grp.piece(flats[-1] if grp.new_params is not None else new, i).cast(p.dtype))
+    return [*self.buffers, *extra, *state, *flats, *self.params]
 
-  def _flat(self, ts: list[Tensor]) -> Tensor:
-    """The tensors (one per parameter) flattened and joined, in parameter order."""
-    return Tensor.cat(*[t.reshape(-1) for t in ts]) if len(ts) > 1 else ts[0].reshape(-1)
-
-  def _piece(self, flat: Tensor, i: int) -> Tensor:
-    """Parameter i's part of a flat tensor, in its shape."""
-    return flat[self.offsets[i]:self.offsets[i] + self.sizes[i]].reshape(self.params[i].shape)
-
+  def _shared_state(self) -> list[Tensor]:
+    """Assign the state shared by all groups (a step count, bias corrections); returns those tensors, realized with the step."""
+    return []
   @abstractmethod
-  def _new_state(self, g: Tensor, p: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    """From the flat float32 gradients and parameters: (other tensors to realize with the step, the new value of each state slot)."""
+  def _new_state(self, grp: ParamGroup, g: Tensor, p: Tensor) -> list[Tensor]:
+    """From a group's flat float32 gradients and parameters: the new value of each of its state slots (`grp.state`)."""
   @abstractmethod
-  def _new_params(self, g: Tensor, p: Tensor, params: list[Tensor]) -> Tensor:
-    """The new flat parameters, from the flat gradients and parameters (and each parameter, float32), after `self.state` is assigned."""
+  def _new_params(self, grp: ParamGroup, g: Tensor, p: Tensor, params: list[Tensor]) -> Tensor:
+    """A group's new flat parameters, from its flat gradients and parameters (and each parameter, float32), after its state is
+    assigned."""
 
 class SGD(Optimizer):
   """Stochastic gradient descent with optional momentum (PyTorch's form: b = m*b + g), nesterov, and L2 weight decay."""
@@ -108,12 +126,12 @@ class SGD(Optimizer):
     super().__init__(params, lr)
 
   def _g(self, g: Tensor, p: Tensor) -> Tensor: return g + self.weight_decay * p if self.weight_decay else g
-  def _new_state(self, g: Tensor, p: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    return [], ([self.state[0] * self.momentum + self._g(g, p)] if self.momentum else [])
-  def _new_params(self, g: Tensor, p: Tensor, params: list[Tensor]) -> Tensor:
+  def _new_state(self, grp: ParamGroup, g: Tensor, p: Tensor) -> list[Tensor]:
+    return [grp.state[0] * self.momentum + self._g(g, p)] if self.momentum else []
+  def _new_params(self, grp: ParamGroup, g: Tensor, p: Tensor, params: list[Tensor]) -> Tensor:
     g = self._g(g, p)
     if not self.momentum: return p - self.lr * g
-    b = self.state[0]
+    b = grp.state[0]
     return p - self.lr * (g + self.momentum * b if self.nesterov else b)
 
 class LAMB(Optimizer):
@@ -127,21 +145,24 @@ class LAMB(Optimizer):
     self.b_t = _scalar_buffer([1.0, 1.0], self.device)  # b1**t and b2**t, updated each step (bias corrections)
     self._betas = _scalar_buffer([b1, b2], self.device)
 
-  def _new_state(self, g: Tensor, p: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    if self.l2: g = g + self.l2 * p
+  def _shared_state(self) -> list[Tensor]:
     self.b_t.assign(self.b_t * self._betas)
-    return [self.b_t], [self.state[0] * self.b1 + (1 - self.b1) * g, self.state[1] * self.b2 + (1 - self.b2) * g * g]
-  def _new_params(self, g: Tensor, p: Tensor, params: list[Tensor]) -> Tensor:
-    (m, v), bt = self.state, self.b_t
+    return [self.b_t]
+  def _new_state(self, grp: ParamGroup, g: Tensor, p: Tensor) -> list[Tensor]:
+    if self.l2: g = g + self.l2 * p
+    m, v = grp.state
+    return [m * self.b1 + (1 - self.b1) * g, v * self.b2 + (1 - self.b2) * g * g]
+  def _new_params(self, grp: ParamGroup, g: Tensor, p: Tensor, params: list[Tensor]) -> Tensor:
+    (m, v), bt = grp.state, self.b_t
     up = (m / (1 - bt[0])) / ((v / (1 - bt[1])).sqrt() + self.eps)
     if self.wd: up = up + self.wd * p
     if not self.adam:  # the trust ratio |p| / |up| of each parameter scales its piece of the step
       ups = []
       for i, pi in enumerate(params):
-        u = self._piece(up, i)
+        u = grp.piece(up, i)
         r1, r2 = pi.square().sum().sqrt(), u.square().sum().sqrt()
         ups.append(u * (r1 > 0).where((r2 > 0).where(r1 / r2, 1.0), 1.0))
-      up = self._flat(ups)
+      up = grp.flat(ups)
     return p - self.lr * up
 
 def Adam(params: Sequence[Tensor], lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0) -> LAMB:

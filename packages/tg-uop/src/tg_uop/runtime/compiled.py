@@ -2,6 +2,7 @@
 from __future__ import annotations
 from tg_uop.runtime.allocator import Allocator
 from tg_uop.runtime.compiler import Compiler
+from tg_uop.runtime.graph import GraphRunner
 from tg_uop.runtime.program import Program
 from tg_uop.runtime.renderer import Renderer
 
@@ -9,7 +10,10 @@ class Compiled:
   """A device named `device` (canonical, e.g. "NV:1"). `runtime` is the `Program` subclass that loads its binaries.
 
   `executes=False` marks a device that compiles but never runs anything (NULL): results read back from it are meaningless.
+  `graph` is the device's `GraphRunner` class when it can launch a fixed sequence of kernels as one unit (TinyJit replays with it),
+  None when it launches kernels one by one.
   """
+  graph: type[GraphRunner] | None = None
   def __init__(self, device: str, allocator: Allocator, renderer: Renderer | None, compiler: Compiler | None,
                runtime: type[Program] | None, executes: bool = True):
     self.device, self.allocator, self.renderer, self.compiler, self.runtime, self.executes = \
