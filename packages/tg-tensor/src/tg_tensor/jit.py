@@ -31,6 +31,7 @@ class _Captured:
   fresh: set[UOp]               # the outputs created by the call: they get new buffers on every replay
   structure: Any                # how to rebuild the return value: a Tensor index, or a tuple/list/dict of them, or a constant
   batched: list | None = None   # `steps` with runs of kernels grouped into device graphs (jit_graph), made on the first replay
+  plan: Any = None              # the `_ReplayPlan`, made on the first replay
 
 class TinyJit:
   """Decorate a function of Tensors: `@TinyJit def step(x, y): ...`. Set `JIT=0` to run it normally every time."""
@@ -74,27 +75,58 @@ class TinyJit:
                        f"shape={t.shape} dtype={t.dtype!r} device={t.device!r}; call .reset() on the jit to capture again")
     from tg_tensor.buffers import new_buffer, get_buffer
     from tg_tensor import engine
-    m: dict[UOp, UOp] = {old: _base(t.uop) for old, t in zip(c.inputs, ins)}
-    m.update({o: new_buffer(o.src[0].arg, o.arg[0], o.dtype) for o in c.outputs if o not in m and o in c.fresh})
-    from tg_tensor.jit_graph import GraphBatch, batch_steps
-    if c.batched is None: c.batched = batch_steps(c.steps)
-    def buf(u: UOp):
-      if not (b := get_buffer(m.get(u, u))).is_allocated(): b.allocate()
-      return b
-    for step in c.batched:
-      if isinstance(step, GraphBatch):
-        step(buf)
-        engine.kernel_count += len(step.steps)
-        continue
-      runner, bufs = step
-      real = [get_buffer(m.get(b, b)) for b in bufs]
-      for b in real:
-        if not b.is_allocated(): b.allocate()
-      if runner is None: real[0].copy_from(real[1])
-      else:
-        runner(real)
-        engine.kernel_count += 1
+    if c.plan is None: c.plan = _ReplayPlan(c)
+    # this call's buffers: the inputs', then fresh ones for the outputs the function created
+    fresh = [new_buffer(dev, size, dt) for dev, size, dt in c.plan.fresh_specs]
+    dyn = [get_buffer(_base(t.uop)) for t in ins] + [get_buffer(u) for u in fresh]
+    for b in dyn:
+      if not b.is_allocated(): b.allocate()
+    engine.kernel_count += c.plan.run(dyn)
+    m = dict(zip(c.plan.fresh_uops, fresh))
+    m.update({old: _base(t.uop) for old, t in zip(c.inputs, ins)})
     return _rebuild(c.structure, [m.get(o, o) for o in c.outputs])
+
+class _ReplayPlan:
+  """The captured steps resolved once: each buffer is either fixed (a weight, an intermediate: its Buffer is kept) or a slot
+  filled per call (an input, a fresh output); each kernel keeps its program and launch dims, so a replay only launches. Runs of
+  kernels on a device with a `graph` capability replay as one graph (`jit_graph`)."""
+  def __init__(self, c: _Captured):
+    from tg_tensor.buffers import get_buffer
+    from tg_tensor.jit_graph import GraphBatch, batch_steps
+    from tg_uop.runtime.program import check_launch_dims
+    slot = {u: i for i, u in enumerate(c.inputs)}
+    self.fresh_uops = [o for o in c.outputs if o not in slot and o in c.fresh]
+    self.fresh_specs = [(o.src[0].arg, o.arg[0], o.dtype) for o in self.fresh_uops]
+    for o in self.fresh_uops: slot[o] = len(slot)
+    self.slot = slot
+    def refs(bufs): return tuple(slot[b] if b in slot else get_buffer(b) for b in bufs)
+    self.steps: list[tuple] = []
+    if c.batched is None: c.batched = batch_steps(c.steps)
+    for step in c.batched:
+      if isinstance(step, GraphBatch): self.steps.append(("graph", step, None, None))
+      elif step[0] is None: self.steps.append(("copy", None, refs(step[1]), None))
+      else:
+        r = step[0]
+        fast = getattr(r, "prg", None) is not None and not r.spec.vars and all(isinstance(d, int) for d in (*r.spec.global_size, *r.spec.local_size))
+        dims = check_launch_dims(r.spec.global_size, r.spec.local_size) if fast else None
+        self.steps.append(("kernel" if fast else "runner", r, refs(step[1]), dims))
+    self.nkernels = sum(len(r.steps) if kind == "graph" else kind != "copy" for kind, r, _, _ in self.steps)
+
+  def run(self, dyn: list) -> int:
+    """Run every step with `dyn` as this call's slot buffers; returns the number of kernels launched."""
+    from tg_uop.helpers import DEBUG
+    def real(refs): return [dyn[x] if type(x) is int else x for x in refs]
+    for kind, r, refs, dims in self.steps:
+      if kind == "kernel" and DEBUG < 2:
+        r.prg(*[b._buf for b in real(refs)], global_size=dims[0], local_size=dims[1], vals=(), wait=False)
+      elif kind in ("kernel", "runner"): r(real(refs))
+      elif kind == "copy":
+        dst, src = real(refs)
+        dst.copy_from(src)
+      else:
+        from tg_tensor.buffers import get_buffer
+        r(lambda u: dyn[self.slot[u]] if u in self.slot else get_buffer(u))
+    return self.nkernels
 
 def _flatten(ret: Any) -> list:
   if isinstance(ret, (tuple, list)): return [x for r in ret for x in _flatten(r)]

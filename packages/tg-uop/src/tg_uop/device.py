@@ -1,6 +1,6 @@
 """The device registry: parses device strings, pairs each device with a renderer and interface from the plugins, opens it once."""
 from __future__ import annotations
-import os, re
+import functools, os, re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ def _what_is_wrong(s: str) -> str:
 def parse_dev(s: str) -> DevSpec:
   """Parse `[INTERFACE+]DEVICE[:INDEX][:RENDERER[:ARCH]]`, e.g. "USB+AMD", "CPU:1:LLVM", "NULL:PTX:sm_90"."""
   if not isinstance(s, str): raise TypeError(f"a device name must be a str like 'CPU', got {type(s).__name__} {s!r}")
+  return _parse_dev(s)
+
+@functools.lru_cache(maxsize=1024)  # every buffer and launch names its device: parse each spelling once
+def _parse_dev(s: str) -> DevSpec:
   m = _DEV_RE.fullmatch(s)
   if m is None: raise ValueError(f"malformed device {s!r}: {_what_is_wrong(s)}; expected {GRAMMAR}, e.g. {EXAMPLES}")
   up = lambda v: v.upper() if v is not None else None
