@@ -574,10 +574,12 @@ def tensor_workloads(args, torch_, tiny) -> list[dict]:
   if want("jit"):
     rows.append(_model_row(args, torch_, tiny, "jit_tiny", "16-element add (launch overhead; JIT replay)", "build_tiny_add", None, True,
                            expected=np.arange(16, dtype=np.float32) + 1))
-    if torch_ is not None and args.device == "CPU":  # PyTorch eager for comparison (it has no JIT replay of this kind on CPU)
-      a, b = torch_.arange(16, dtype=torch_.float32), torch_.ones(16)
-      rows[-1]["contenders"]["torch"] = {"call": _time_loop(lambda: a + b, 10, 2000), "check": "ok" if torch_.equal(a + b, a + 1) else "MISMATCH",
-                                         "note": "eager op"}
+    if torch_ is not None:  # PyTorch eager for comparison (the bar for a jitted replay: one eager op, plus its synchronize)
+      gpu = args.device != "CPU"
+      tdev, sync = ("cuda", torch_.cuda.synchronize) if gpu else ("cpu", lambda: None)
+      a, b = torch_.arange(16, dtype=torch_.float32, device=tdev), torch_.ones(16, device=tdev)
+      rows[-1]["contenders"]["torch"] = {"call": _time_loop(lambda: a + b, 10, 2000, sync),
+                                         "check": "ok" if torch_.equal(a + b, a + 1) else "MISMATCH", "note": "eager op" + (" + synchronize" if gpu else "")}
       rows[-1]["skipped"].pop("torch", None)
   if want("first"): rows += _first_step_rows(args, torch_, tiny)
   if want("gpt2"): rows.append(_gpt2_row(args))

@@ -191,3 +191,25 @@ def test_gradient_through_a_copy_returns_to_the_source_device():
   x = Tensor(np.arange(4, dtype=np.float32), device="CPU", requires_grad=True)
   (x.to("PYTHON") * 3).sum().backward()
   assert x.grad.device == "CPU" and x.grad.tolist() == [3.0, 3.0, 3.0, 3.0]
+
+def test_constants_realize_on_their_own_device():
+  # a graph of constants reads no buffer: a CONTIGUOUS in it must land on the tensor's device, not Device.DEFAULT
+  t = Tensor.zeros(2, 3, device="CPU:1").contiguous().realize()
+  from tg_tensor.buffers import get_buffer
+  assert t.device == "CPU:1" and get_buffer(t.uop).device == "CPU:1"
+  np.testing.assert_equal(t.numpy(), np.zeros((2, 3), np.float32))
+
+def test_optimizer_on_a_non_default_device():
+  from tg_tensor.nn import optim
+  w = Tensor(np.ones((4, 3), np.float32), device="CPU:1", requires_grad=True)
+  x, y = Tensor(np.ones((2, 3), np.float32), device="CPU:1"), Tensor(np.array([1, 2]), device="CPU:1")
+  opt = optim.Adam([w], lr=0.1)
+  old = Tensor.training
+  Tensor.training = True
+  try:
+    for _ in range(2):
+      opt.zero_grad()
+      (x @ w.T).sparse_categorical_crossentropy(y).backward()
+      opt.step()
+  finally: Tensor.training = old
+  assert w.device == "CPU:1" and not np.allclose(w.numpy(), 1.0)

@@ -326,8 +326,12 @@ class CUDADevice(Compiled):
     return renderer
 
   def activate(self, force: bool = False) -> None:
-    """Make this device's context current on the calling thread (a no-op when it already is)."""
-    if force or getattr(_current, "dev", None) is not self:
+    """Make this device's context current on the calling thread (a no-op when it already is). The driver is asked which context is
+    current, not a cache of ours: another library in the process (PyTorch, tinygrad) may have made its own current meanwhile, and
+    our events, streams and memory are invalid handles in its context."""
+    cur = cuda.CUcontext()
+    cu_check(cuda.cuCtxGetCurrent(ctypes.byref(cur)), "cuCtxGetCurrent")
+    if force or cur.value != self.context.value:
       cu_check(cuda.cuCtxSetCurrent(self.context), f"cuCtxSetCurrent({self.device})")
       _current.dev = self
 

@@ -37,10 +37,11 @@ def run_schedule(items: list[ScheduleItem], share: dict[UOp, UOp] | None = None)
     kernel_count += 1
     if capturing is not None: capturing.append((runner, tuple(ubufs[i] for i in runner.spec.globals)))
 
-def realize(*uops: UOp) -> list[UOp]:
-  """Compute `uops`; returns for each an equivalent UOp that is a BUFFER (behind a RESHAPE to its shape) holding the data."""
+def realize(*uops: UOp, default_device: str | None = None) -> list[UOp]:
+  """Compute `uops`; returns for each an equivalent UOp that is a BUFFER (behind a RESHAPE to its shape) holding the data.
+  `default_device` (else `Device.DEFAULT`) holds values that read no buffer (constants materialized on their own)."""
   from tg_uop.device import Device
-  items, realized = schedule_cached(list(uops), Device.DEFAULT)
+  items, realized = schedule_cached(list(uops), default_device or Device.DEFAULT)
   keep = {b for u in uops for b in ([realized[u]] if u in realized else [])} | {b for u in uops if (b := _base(u)) is not None}
   keep |= {b for u in UOp.sink(*uops).toposort() if u.op is Ops.BUFFER for b in (u,)}  # inputs and assign targets
   run_schedule(items, plan_memory(items, keep).share)

@@ -119,7 +119,12 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin, NNMixin):
       from tg_tensor.engine import realize as engine_realize
       from tg_tensor.gradient import live_grad_tensors, remember_graph
       keep_graph = bool(live_grad_tensors())
-      for t, out in zip(todo, engine_realize(*[t._realize_target() for t in todo])):
+      # tensors built from constants alone have no device in their graph: they are realized with their own device as the default
+      # (a CONTIGUOUS inside would otherwise land on Device.DEFAULT); the rest in one schedule
+      groups: dict[str | None, list[Tensor]] = {}
+      for t in todo: groups.setdefault(t.device if _graph_device(t.uop) is None else None, []).append(t)
+      outs = {id(t): o for dev, ts in groups.items() for t, o in zip(ts, engine_realize(*[t._realize_target() for t in ts], default_device=dev))}
+      for t, out in ((t, outs[id(t)]) for t in todo):
         if keep_graph and not t.requires_grad:
           t._graph = t._graph if t._graph is not None else t.uop
           remember_graph(out, t._graph)  # graphs built on `out` later still differentiate through it
