@@ -76,3 +76,9 @@ def test_ten_thousand_replays_keep_memory_flat():
   after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   np.testing.assert_allclose(out.numpy(), np.arange(16) * 2 + 1)
   assert after - before < 20 * 1024, f"peak RSS grew by {(after - before) / 1024:.1f} MiB over 10k replays"  # ru_maxrss is in KiB
+
+def test_tinyjit_is_exported_at_the_top_level():
+  # the entry point: `from tg_tensor import Tensor, dtypes, Device, TinyJit`
+  from tg_tensor import Tensor as T, dtypes as D, Device as V, TinyJit as J  # noqa: F401
+  from tg_tensor.jit import TinyJit as J2
+  assert J is J2

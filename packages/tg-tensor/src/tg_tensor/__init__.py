@@ -2,7 +2,7 @@
 `nn`, optimizers, state loading and the ONNX runner."""
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "dtypes", "Device"]
+__all__ = ["Tensor", "dtypes", "Device", "TinyJit"]
 
 def __getattr__(name: str):
   # lazy, so that `import tg_tensor.plugin` (run whenever plugins are listed) doesn't pull in numpy and the whole frontend
@@ -15,4 +15,7 @@ def __getattr__(name: str):
   if name == "Device":
     from tg_uop.device import Device
     return Device
+  if name == "TinyJit":
+    from tg_tensor.jit import TinyJit
+    return TinyJit
   raise AttributeError(f"module 'tg_tensor' has no attribute {name!r}")

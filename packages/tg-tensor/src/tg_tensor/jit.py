@@ -11,6 +11,8 @@ from typing import Any, Callable
 from tg_uop.helpers import JIT
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
+from tg_tensor import engine
+from tg_tensor.buffers import new_buffer, get_buffer
 
 class JitError(RuntimeError): pass
 
@@ -56,7 +58,7 @@ class TinyJit:
       self.cnt += 1
       return self._run(args, kwargs)
     if self.captured is None:
-      from tg_tensor import engine, buffers
+      from tg_tensor import buffers
       start = next(buffers._uid)  # buffers numbered from here on are created by the call; older ones (weights) stay in place
       engine.capturing = steps = []
       try: ret = self._run(args, kwargs)
@@ -73,8 +75,6 @@ class TinyJit:
         what = [n for n, a, b in zip(("shape", "dtype", "device"), (t.shape, t.dtype, t.device), sig) if a != b]
         raise JitError(f"input {i} changed {', '.join(what)}: captured with shape={sig[0]} dtype={sig[1]!r} device={sig[2]!r}, got "
                        f"shape={t.shape} dtype={t.dtype!r} device={t.device!r}; call .reset() on the jit to capture again")
-    from tg_tensor.buffers import new_buffer, get_buffer
-    from tg_tensor import engine
     if c.plan is None: c.plan = _ReplayPlan(c)
     # this call's buffers: the inputs', then fresh ones for the outputs the function created
     fresh = [new_buffer(dev, size, dt) for dev, size, dt in c.plan.fresh_specs]
@@ -91,7 +91,6 @@ class _ReplayPlan:
   filled per call (an input, a fresh output); each kernel keeps its program and launch dims, so a replay only launches. Runs of
   kernels on a device with a `graph` capability replay as one graph (`jit_graph`)."""
   def __init__(self, c: _Captured):
-    from tg_tensor.buffers import get_buffer
     from tg_tensor.jit_graph import GraphBatch, batch_steps
     from tg_uop.runtime.program import check_launch_dims
     slot = {u: i for i, u in enumerate(c.inputs)}
@@ -124,7 +123,6 @@ class _ReplayPlan:
         dst, src = real(refs)
         dst.copy_from(src)
       else:
-        from tg_tensor.buffers import get_buffer
         r(lambda u: dyn[self.slot[u]] if u in self.slot else get_buffer(u))
     return self.nkernels
 
