@@ -72,6 +72,20 @@ def choose_opts(ast: UOp, ren, device: str | None = None) -> list[Opt]:
   from tg_codegen.opt.heuristic import hand_coded_optimizations
   return hand_coded_optimizations(ast, ren)
 
+INT32_MAX = 2**31 - 1
+
+def check_index_range(uops: list[UOp], ren, name: str) -> None:
+  """Refuse a kernel whose addresses leave the int32 range where the renderer computes them in 32 bits (every GPU renderer; the
+  LLVM renderer only for index vectors), rather than let them wrap around silently."""
+  wide = getattr(ren, "index_bits", 32) >= 64
+  for u in uops:
+    if u.op is not Ops.INDEX or len(u.src) < 2 or u.src[1].dtype.scalar() != dtypes.index or (wide and u.src[1].dtype.count == 1): continue
+    lo, hi = u.src[1].vmin, u.src[1].vmax
+    if isinstance(hi, int) and isinstance(lo, int) and (hi > INT32_MAX or lo < -INT32_MAX - 1):
+      raise ValueError(f"kernel {name} addresses element {hi if hi > INT32_MAX else lo} of a buffer, beyond the int32 range that "
+                       f"{type(ren).__name__} computes addresses in: split the tensor into pieces of fewer than 2**31 elements "
+                       "(e.g. with .chunk or .split along an outer axis)")
+
 def get_program(ast: UOp, ren, opts: list[Opt] | None = None, device: str | None = None) -> ProgramSpec:
   """Lower, linearize and render the kernel `ast` for renderer `ren` (with `opts`, or the ones `choose_opts` picks)."""
   if ast.op is not Ops.SINK: raise TypeError(f"a kernel is a SINK of STOREs, got {ast.op.name}")
@@ -84,6 +98,7 @@ def get_program(ast: UOp, ren, opts: list[Opt] | None = None, device: str | None
     low = lower(ast, info, ren)
   uops = linearize(low.sink, low.range_order)
   name = info.name
+  check_index_range(uops, ren, name)
   src = ren.render(name, uops)
   gl = sorted((u for u in uops if u.op is Ops.DEFINE_GLOBAL), key=lambda u: u.arg)
   vs = [u for u in uops if u.op is Ops.DEFINE_VAR]
