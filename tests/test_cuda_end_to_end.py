@@ -1,22 +1,11 @@
 """tg-codegen's example kernels (elementwise, row reduce, matmul, conv2d) lowered, rendered as CUDA C and as PTX, compiled and run
 on the CUDA device of tg-driver-nv, against numpy. Marked `gpu`; skipped where the CUDA device doesn't open."""
 from __future__ import annotations
-import functools
 import numpy as np
 import pytest
 from tg_uop.ops import Ops
 from tg_codegen import examples as E
-
-@functools.cache
-def cuda_unusable(name: str) -> str | None:
-  """None when `Device[name]` opens, else why not."""
-  from tg_driver_nv.libs import cuda_probe
-  if (why := cuda_probe()) is not None: return why
-  try:
-    from tg_uop.device import Device
-    Device[name]
-  except Exception as e: return f"{type(e).__name__}: {e}"
-  return None
+from tg_driver_nv.libs import cuda_unusable
 
 DEVICES = ["CUDA", "CUDA:PTX"]
 EXAMPLES = [E.elementwise(1000), E.add(4096), E.row_reduce(37, 129), E.row_reduce(16, 300, Ops.MAX), E.matmul(64, 48, 80),

@@ -5,21 +5,10 @@ Run on the GPU machine from the repository root:
   PYTHONPATH=packages/tg-uop/src:packages/tg-codegen/src:packages/tg-driver-nv/src python -m pytest packages/tg-driver-nv/tests -m gpu
 """
 from __future__ import annotations
-import functools
 import pytest
 from tg_uop.testing.conformance import AllocatorConformance, ProgramConformance
 from tg_uop.testing import programs as P
-
-@functools.cache
-def cuda_unusable(name: str) -> str | None:
-  """None when `Device[name]` opens, else why not (the probe's sentence or the error raised while opening)."""
-  from tg_driver_nv.libs import cuda_probe
-  if (why := cuda_probe()) is not None: return why
-  try:
-    from tg_uop.device import Device
-    Device[name]
-  except Exception as e: return f"{type(e).__name__}: {e}"
-  return None
+from tg_driver_nv.libs import cuda_unusable
 
 def needs_cuda(name: str) -> list:
   """`gpu`, plus a skip naming what is missing when the device `name` doesn't open."""

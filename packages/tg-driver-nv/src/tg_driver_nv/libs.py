@@ -72,3 +72,14 @@ def cuda_probe() -> str | None:
     if find_libcuda_file() is None and ctypes.util.find_library("cuda") is None:
       return "libcuda.so.1 (the NVIDIA driver's user-space library) was not found: install the NVIDIA driver or set TG_LIBCUDA"
   return None
+
+@functools.cache
+def cuda_unusable(name: str = "CUDA") -> str | None:
+  """None when `Device[name]` opens, else why not (the probe's sentence, or the error raised while opening): what GPU tests skip on."""
+  if (why := cuda_probe()) is not None: return why
+  try:
+    from tg_uop.device import Device
+    Device[name]
+  except Exception as e: return f"{type(e).__name__}: {e}"
+  return None
+
