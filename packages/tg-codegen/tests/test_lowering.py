@@ -100,3 +100,16 @@ def test_symbolic_size_kernel_runs_only_the_variable_range(dev):
   got = np.empty(64, np.float32); bo.copyout(memoryview(got).cast("B"))  # noqa: E702
   np.testing.assert_array_equal(got, np.where(np.arange(64) < 10, x * 2, 0))
   with pytest.raises(ValueError, match="outside its bounds"): runner([bo, ba], {"n": 65})
+
+def test_generic_decompositions_respect_native_dtypes():
+  # FDIV native on float32 only: float64 division becomes a multiply by the reciprocal, float32 division stays
+  from tg_uop import UOp, dtypes
+  from tg_uop.ops import GroupOp
+  from tg_uop.rewrite import graph_rewrite
+  from tg_codegen.lower.decompose import decompositions_for
+  pm = decompositions_for(frozenset(GroupOp.ALU), frozenset({(Ops.FDIV, frozenset({dtypes.float32}))}))
+  ops = lambda u: {x.op for x in graph_rewrite(u, pm).toposort()}  # noqa: E731
+  for dt in (dtypes.float32, dtypes.float64):
+    a, b = (UOp(Ops.DEFINE_GLOBAL, dt.ptr(4), (), i).index(UOp.const(dtypes.index, 0)).load() for i in range(2))
+    assert (Ops.FDIV in ops(a / b)) == (dt == dtypes.float32) and (Ops.RECIP in ops(a / b)) == (dt == dtypes.float64), dt
+  with pytest.raises(ValueError, match="MAX.*no decomposition"): decompositions_for(frozenset(GroupOp.ALU), frozenset({(Ops.MAX, frozenset())}))

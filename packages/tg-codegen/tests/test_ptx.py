@@ -360,14 +360,14 @@ def test_every_float_alu_op_assembles(dt: DType):
   a, b = _g(1, dt, 4), _g(2, dt, 4)
   g = UOp.special(4, "gidx0")
   av, bv = a.index(g).load(), b.index(g).load()
-  ops = sorted(PTXRenderer.supported_ops, key=lambda o: o.value)
+  ops = sorted((op for op in PTXRenderer.supported_ops if PTXRenderer().supports(op, dt)), key=lambda o: o.value)
   vals = []
   for op in ops:
     if op in (Ops.IDIV, Ops.MOD, Ops.SHL, Ops.SHR, Ops.AND, Ops.OR, Ops.XOR): continue
     if op in (Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ): vals.append(UOp(op, dtypes.bool, (av, bv)).where(av, bv))
     elif op is Ops.WHERE: vals.append((av < bv).where(av, bv))
     elif op is Ops.MULACC: vals.append(UOp(op, dt, (av, bv, av)))
-    else: vals.append(UOp(op, dt, (av,) if op in (Ops.SQRT, Ops.RECIP, Ops.NEG, Ops.TRUNC) else (av, bv)))
+    else: vals.append(UOp(op, dt, (av,) if op in (Ops.SQRT, Ops.RECIP, Ops.NEG, Ops.TRUNC, Ops.EXP2, Ops.LOG2) else (av, bv)))
   outs = [_g(3 + i, dt, 4) for i in range(len(vals))]
   sts = [o.index(g).store(v) for o, v in zip(outs, vals)]
   uops = linearize_steps(UOp.sink(*sts), g, *sts)
@@ -375,11 +375,86 @@ def test_every_float_alu_op_assembles(dt: DType):
   assemble(ptx, "sm_90")
   assert ("max.NaN.f32" in ptx) == (dt != dtypes.float64)  # nan-propagating max (f64 uses setp.nan + selp)
 
-def test_transcendentals_are_left_to_the_lowering():
-  assert not {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW} & PTXRenderer.supported_ops
-  a = _g(0, dtypes.float32, 1)
-  st = a.index(_c(0)).store(UOp(Ops.EXP2, dtypes.float32, (a.index(_c(0)).load(),)))
-  with pytest.raises(ValueError, match="EXP2.*supported_ops"): PTXRenderer().render("k", linearize_steps(UOp.sink(st), st))
+def test_vectors_wider_than_16_bytes_are_split_into_16_byte_accesses():
+  # 4 x float64 is 32 bytes: ptxas for sm_90 has no 256-bit ld/st, so it becomes two aligned v2.f64 halves (loads and stores)
+  out, a = _g(0, dtypes.float64, 16), _g(1, dtypes.float64, 16)
+  g = UOp.special(4, "gidx0")
+  st = out.index(g * 4).store(UOp(Ops.LOAD, dtypes.float64.vec(4), (a.index(g * 4),)) * 2.0)
+  ptx = PTXRenderer().render("k", linearize_steps(UOp.sink(st), g, st))
+  assert ".v4.f64" not in ptx and len(re.findall(r"ld\.global\.v2\.f64", ptx)) == 2 and len(re.findall(r"st\.global\.v2\.f64", ptx)) == 2
+  assemble(ptx, "sm_90")
+
+HALF_F32 = (dtypes.float16, dtypes.bfloat16, dtypes.float32)
+
+def test_transcendentals_are_native_only_where_ptx_has_an_accurate_instruction():
+  # ex2.approx.f32 (CUDA's exp2f, 2 ulp) for f32 and the halves; lg2.approx.f32 only where its 2**-22 absolute error is under half an
+  # ulp of the result (the halves); sin.approx never (absolute error, unbounded outside [-pi, pi]); nothing for f64
+  r = PTXRenderer()
+  native = {op: {dt for dt in (*HALF_F32, dtypes.float64) if r.supports(op, dt)} for op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW)}
+  assert native == {Ops.EXP2: set(HALF_F32), Ops.LOG2: {dtypes.float16, dtypes.bfloat16}, Ops.SIN: set(), Ops.POW: set()}
+
+@pytest.mark.parametrize("op,dt", [(Ops.EXP2, dtypes.float64), (Ops.LOG2, dtypes.float32), (Ops.LOG2, dtypes.float64),
+                                   (Ops.SIN, dtypes.float32)], ids=str)
+def test_renderer_refuses_a_transcendental_the_lowering_must_decompose(op: Ops, dt: DType):
+  a = _g(0, dt, 1)
+  st = a.index(_c(0)).store(UOp(op, dt, (a.index(_c(0)).load(),)))
+  with pytest.raises(ValueError, match=f"{op.name} on {dt}.*decompose"): PTXRenderer().render("k", linearize_steps(UOp.sink(st), st))
+
+def _unary_program(op: Ops, dt: DType, n: int = 4) -> list[UOp]:
+  out, a = _g(0, dt, n), _g(1, dt, n)
+  g = UOp.special(n, "gidx0")
+  st = out.index(g).store(UOp(op, dt, (a.index(g).load(),)))
+  return linearize_steps(UOp.sink(st), g, st)
+
+@pytest.mark.parametrize("op,dt", [(Ops.EXP2, dt) for dt in HALF_F32] + [(Ops.LOG2, dtypes.float16), (Ops.LOG2, dtypes.bfloat16)], ids=str)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_native_exp2_and_log2_are_the_f32_approx_instruction_without_ftz(op: Ops, dt: DType, arch: str):
+  # no .ftz: subnormal inputs and results survive (bfloat16 has f32's range); halves go through f32 and round to nearest once
+  ptx = PTXRenderer(arch).render("k", _unary_program(op, dt))
+  ins = {Ops.EXP2: "ex2", Ops.LOG2: "lg2"}[op]
+  assert re.search(rf"^\s*{ins}\.approx\.f32 %f\d+, %f\d+;", ptx, re.M), ptx
+  assert ".ftz" not in ptx
+  if dt != dtypes.float32: assert f"cvt.rn.{_T_NAME[dt]}.f32" in ptx
+  assemble(ptx, arch)
+
+_T_NAME = {dtypes.float16: "f16", dtypes.bfloat16: "bf16"}
+LOG2E = math.log2(math.e)
+
+def _softmax_kernels(m: int, n: int, dt: DType) -> list[UOp]:
+  """softmax's kernels as the scheduler emits them in `dt`: row max, row sum of exp(x - max), normalize (exp as EXP2(x*log2 e)),
+  plus log-sum-exp's row log (LOG2)."""
+  def red(x: UOp, r: UOp, op: Ops = Ops.ADD) -> UOp: return UOp(Ops.REDUCE, x.dtype, (x, r), op)
+  def exp(x: UOp) -> UOp: return (x * LOG2E).alu(Ops.EXP2)
+  mx, x = _g(0, dt, m), _g(1, dt, m * n)
+  i, r = UOp.range(m, 0), UOp.range(n, 1)
+  k_max = UOp.sink(mx.index(i).store(red(x.index(i * n + r).load(), r, Ops.MAX)).end(i))
+  s, x, mx = _g(0, dt, m), _g(1, dt, m * n), _g(2, dt, m)
+  i, r = UOp.range(m, 0), UOp.range(n, 1)
+  k_sum = UOp.sink(s.index(i).store(red(exp(x.index(i * n + r).load() - mx.index(i).load()), r)).end(i))
+  out, x, mx, s = _g(0, dt, m * n), _g(1, dt, m * n), _g(2, dt, m), _g(3, dt, m)
+  i, j = UOp.range(m, 0), UOp.range(n, 1)
+  k_norm = UOp.sink(out.index(i * n + j).store(exp(x.index(i * n + j).load() - mx.index(i).load()) * s.index(i).load().alu(Ops.RECIP)).end(i, j))
+  lse, s, mx = _g(0, dt, m), _g(1, dt, m), _g(2, dt, m)
+  i = UOp.range(m, 0)
+  k_log = UOp.sink(lse.index(i).store(s.index(i).load().alu(Ops.LOG2) * math.log(2) + mx.index(i).load()).end(i))
+  return [k_max, k_sum, k_norm, k_log]
+
+@pytest.mark.parametrize("dt", (dtypes.float32, dtypes.float16, dtypes.bfloat16, dtypes.float64), ids=str)
+def test_softmax_lowered_for_ptx_assembles_with_native_exp2_where_supported(dt: DType):
+  # the lowering asks the renderer per dtype: EXP2 stays for f32 and the halves (one ex2.approx.f32 per element), float64 gets the
+  # decomposition; LOG2 stays for the halves only
+  from tg_uop.device import Device
+  from tg_codegen.program import get_program
+  dev = "NULL:PTX:sm_90"
+  ren = Device[dev].renderer
+  for ast in _softmax_kernels(64, 1024, dt):
+    spec = get_program(ast, ren, None, dev)
+    left = {u.op for u in spec.uops} & {Ops.EXP2, Ops.LOG2}
+    wanted = {op for op in (Ops.EXP2, Ops.LOG2) if op in {u.op for u in ast.toposort()} and ren.supports(op, dt)}
+    assert left == wanted, f"{dt}: {left} left in the program, wanted {wanted}"
+    assert ("ex2.approx.f32" in spec.src) == (Ops.EXP2 in wanted) and ("lg2.approx.f32" in spec.src) == (Ops.LOG2 in wanted)
+    assert ".ftz" not in spec.src
+    assemble(spec.src, "sm_90")
 
 def test_wmma_emits_mma_sync_for_both_input_types():
   for tc in MMA_TENSOR_CORES:

@@ -100,11 +100,19 @@ def test_heuristic_uses_tensor_cores_on_gpus():
   assert not any(o.op is OptOps.TC for o in hand_coded_optimizations(matmul(256, 256, 256).ast, cuda))  # float32: no tensor core
   assert not any(o.op is OptOps.TC for o in hand_coded_optimizations(half_matmul(256, 256, 256).ast, CUDARenderer("sm_75")))
 
+# the heuristic's tiles (staged in shared memory, fragments by ldmatrix) and a K step of 32 (tiles small enough to double-buffer
+# with cp.async)
+PIPELINED = [TC, Opt(OptOps.UPCAST, 0, 4), Opt(OptOps.UPCAST, 1, 4), Opt(OptOps.UPCAST, 1, 2), Opt(OptOps.LOCAL, 0, 2),
+             Opt(OptOps.LOCAL, 1, 2), Opt(OptOps.UNROLL, 2, 2)]
+
 @pytest.mark.parametrize("ren", [CUDARenderer("sm_90"), PTXRenderer("sm_90")], ids=["cuda", "ptx"])
-def test_tc_renders_for_sm90(ren):
-  ex = half_matmul(256, 128, 64)
-  spec = get_program(ex.ast, ren, hand_coded_optimizations(ex.ast, ren))
+@pytest.mark.parametrize("pipelined", [False, True], ids=["heuristic", "cp.async"])
+def test_tc_renders_for_sm90(ren, pipelined):
+  ex = half_matmul(256, 256, 256)
+  spec = get_program(ex.ast, ren, PIPELINED if pipelined else hand_coded_optimizations(ex.ast, ren))
   assert ("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in spec.src) and spec.local_size[0] == 32
+  assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in spec.src and "ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16" in spec.src
+  assert ("cp.async.cg.shared.global" in spec.src and "cp.async.wait_group 1" in spec.src) == pipelined
   with tempfile.TemporaryDirectory() as d:
     if isinstance(ren, CUDARenderer):
       if (nvcc := shutil.which("nvcc") or (p if os.path.exists(p := "/usr/local/cuda/bin/nvcc") else None)) is None: pytest.skip("no nvcc")

@@ -301,6 +301,19 @@ def test_supported_ops_are_left_alone():
   assert Ops.LOG2 not in {u.op for u in graph_rewrite(x.alu(Ops.LOG2), pm).toposort()}
   assert len(transcendental_rules(set(GroupOp.ALU))) == 0
 
+def test_ops_native_on_some_dtypes_are_decomposed_on_the_others():
+  # PTX's case: ex2 exists for f32 (halves compute through it) but not for f64
+  pm = transcendental_rules({Ops.EXP2}, {Ops.EXP2: frozenset({dtypes.float16, dtypes.bfloat16, dtypes.float32})})
+  for dt in (dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float32.vec(4)):
+    x = _input(0, dt)
+    assert graph_rewrite(x.alu(Ops.EXP2), pm) is x.alu(Ops.EXP2), dt
+  for dt in (dtypes.float64, dtypes.float64.vec(2)):
+    assert Ops.EXP2 not in {u.op for u in graph_rewrite(_input(0, dt).alu(Ops.EXP2), pm).toposort()}, dt
+  # native on no dtype is decomposed everywhere; an op missing from supported_ops is decomposed whatever its dtype entry says
+  x = _input(0, dtypes.float32)
+  for sup, only in [({Ops.EXP2}, {Ops.EXP2: frozenset()}), (set(), {Ops.EXP2: frozenset({dtypes.float32})})]:
+    assert Ops.EXP2 not in {u.op for u in graph_rewrite(x.alu(Ops.EXP2), transcendental_rules(sup, only)).toposort()}, (sup, only)
+
 def test_integer_ops_are_not_touched():
   i = _input(0, dtypes.int32)
   assert graph_rewrite(i.alu(Ops.MAX, i), transcendental_rules(set())) is i.alu(Ops.MAX, i)

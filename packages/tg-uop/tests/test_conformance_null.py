@@ -2,7 +2,8 @@
 import importlib.metadata, subprocess, sys
 import pytest
 from tg_uop.dtype import dtypes
-from tg_uop.ops import Ops
+from tg_uop.ops import Ops, GroupOp
+from tg_uop.runtime.renderer import Renderer
 from tg_uop.uop import UOp
 from tg_uop.testing import programs as P
 from tg_uop.testing.conformance import AllocatorConformance, ImportCostConformance, ProgramConformance, measure_import
@@ -53,6 +54,11 @@ def test_unsupported_reports_missing_renderer_features():
   assert P.unsupported(P.get_program("elementwise"), NoLocals()) is None
   class NoExp2: supported_ops = {Ops.MUL, Ops.ADD}
   assert "EXP2" in P.unsupported(P.get_program("float_alu"), NoExp2())
+  class Exp2OnlyF64(Renderer):  # EXP2 native, but not on the float32 the program computes on
+    supported_ops, native_dtypes = frozenset(GroupOp.ALU), {Ops.EXP2: frozenset({dtypes.float64})}
+    def render(self, name, uops): return name
+  assert "EXP2 on dtypes.float32" in P.unsupported(P.get_program("float_alu"), Exp2OnlyF64())
+  assert P.unsupported(P.get_program("float_alu"), type("AllOps", (Exp2OnlyF64,), {"native_dtypes": {}})()) is None
 
 def test_check_results_names_the_wrong_elements():
   pytest.importorskip("numpy")

@@ -298,6 +298,18 @@ def test_renderer_arch_defaults_to_class_default():
     def render(self, name, uops): return name
   assert R().arch == "sm_80" and R("sm_90").arch == "sm_90"
 
+def test_renderer_supports_is_per_op_and_dtype():
+  from tg_uop.ops import Ops
+  class All(Renderer):
+    def render(self, name, uops): return name
+  class Some(All):
+    supported_ops = frozenset({Ops.ADD, Ops.EXP2})
+    native_dtypes = {Ops.EXP2: frozenset({dtypes.float32})}
+  assert All().supports(Ops.SIN, dtypes.float64)  # no supported_ops: every op on every dtype
+  r = Some()
+  assert r.supports(Ops.ADD, dtypes.float64) and r.supports(Ops.EXP2, dtypes.float32) and r.supports(Ops.EXP2, dtypes.float32.vec(4))
+  assert not r.supports(Ops.EXP2, dtypes.float64) and not r.supports(Ops.SIN, dtypes.float32)
+
 def test_compiled_without_compiler_or_runtime_is_a_clear_error():
   dev = Compiled("FAKE", HostAllocator(), None, None, None)
   with pytest.raises(RuntimeError, match="no compiler"): dev.compile("x")

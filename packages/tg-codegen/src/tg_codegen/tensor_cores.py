@@ -72,3 +72,27 @@ def mma_reference(tc: TensorCore, frags: list[tuple[tuple, tuple, tuple]]) -> li
     for i in range(nc): r, q = tc.c_elem(lane, i); C[r][q] = float(c[i])  # noqa: E702
   D = [[truncate_float(sum(A[r][j] * B[j][q] for j in range(k)) + C[r][q], tc.dtype_out) for q in range(n)] for r in range(m)]
   return [tuple(D[r][q] for r, q in (tc.c_elem(lane, i) for i in range(nc))) for lane in range(tc.threads)]
+
+# ldmatrix (sm_75+): a warp loads 1, 2 or 4 8x8 matrices of 16-bit values from shared memory. Lane j < 8*n gives the address of row
+# j % 8 of matrix j // 8 (8 contiguous values, 16-byte aligned); lane l receives two values of each matrix: row l//4, cols 2*(l%4)
+# and 2*(l%4)+1, or with .trans the transposed pair (rows 2*(l%4) and 2*(l%4)+1 of col l//4). For m16n8k16 that is exactly a lane's
+# `a` (4 matrices) or `b` (2 matrices) fragment when each lane points at the right row:
+def ldmatrix_row(operand: str, contiguous: str, lane: Any) -> tuple[Any, Any]:
+  """(row, col) in A (M x K) or B (K x N) of the row start that `lane` gives ldmatrix to load its `operand` ("a" or "b") fragment,
+  for a tile whose `contiguous` dimension ("k", "m" or "n") is the one running along shared memory; .trans is needed exactly when
+  that dimension isn't K."""
+  half, quarter = 8 * ((lane // 8) % 2), 8 * (lane // 16)
+  if operand == "a": return (lane % 8 + half, quarter) if contiguous == "k" else (half, lane % 8 + quarter)
+  return (half, lane % 8) if contiguous == "k" else (lane % 8 + half, 0)
+
+def ldmatrix_reference(rows: list[tuple], nmat: int, trans: bool) -> list[tuple]:
+  """One warp's `ldmatrix.x{nmat}[.trans]`: `rows[j]` holds the 8 values at the address lane j gave; returns each lane's values."""
+  out = []
+  for lane in range(32):
+    vals: list = []
+    for i in range(nmat):
+      m = rows[8 * i:8 * i + 8]
+      r, c = 2 * (lane % 4), lane // 4
+      vals += [m[r][c], m[r + 1][c]] if trans else [m[c][r], m[c][r + 1]]
+    out.append(tuple(vals))
+  return out

@@ -16,7 +16,7 @@ from tg_uop.runtime.compiled import Compiled
 from tg_uop.runtime.compiler import CompileError, Compiler
 from tg_uop.runtime.program import Program, check_launch_dims
 from tg_uop.runtime.renderer import Renderer
-from tg_codegen.tensor_cores import MMA_TENSOR_CORES, parse_wmma_arg, mma_reference
+from tg_codegen.tensor_cores import MMA_TENSOR_CORES, parse_wmma_arg, mma_reference, ldmatrix_reference
 
 # ---- scalar encodings: how each dtype is laid out in memory ----
 def _fp8e4m3_decode(b: int) -> float:
@@ -100,6 +100,8 @@ class PythonRenderer(Renderer):
   """Serializes a linearized program for the PYTHON interpreter: a commented listing for people, then the UOps as base64 pickle."""
   device, suffix = "PYTHON", "PY"
   has_local, has_shared, supports_float4 = True, True, True
+  async_copy = True  # cp.async-staged tiles run as plain loads and stores: the same program, checked without a GPU
+  ldmatrix = True    # emulated warp-wide (`tensor_cores.ldmatrix_reference`)
   supported_ops = frozenset(python_alu)
   tensor_cores: list = list(MMA_TENSOR_CORES)  # emulated exactly (`mma_reference`), so the TC opt is tested without a GPU
 
@@ -168,6 +170,8 @@ def _alu(op: Ops, dt: DType, args: list) -> Any:
   sdt = dt.scalar()
   return tuple(exec_alu(op, sdt, tuple(_lane(a, k) for a in args)) for k in range(dt.count))
 
+def _is_ldmatrix(op: Ops, arg: Any) -> bool: return op is Ops.LOAD and type(arg) is tuple and arg[:1] == ("ldmatrix",)
+
 class PythonProgram(Program):
   """A serialized linearized program, run by the interpreter on the device's byte buffers."""
   def __init__(self, device: Any, name: str, lib: bytes):
@@ -177,7 +181,7 @@ class PythonProgram(Program):
     self.nbufs = max((arg + 1 for op, _, _, arg in self.insts if op is Ops.DEFINE_GLOBAL), default=0)
     self.vars = [i for i, (op, *_) in enumerate(self.insts) if op is Ops.DEFINE_VAR]
     # BARRIER and WMMA (a warp's lanes exchange fragments) run the threads of a block in lockstep
-    self.has_sync = any(op is Ops.BARRIER or op is Ops.WMMA for op, *_ in self.insts)
+    self.has_sync = any(op is Ops.BARRIER or op is Ops.WMMA or _is_ldmatrix(op, arg) for op, _, _, arg in self.insts)
     self.is_alu = [op in python_alu for op, *_ in self.insts]  # precomputed: hashing an enum per executed uop is slow
 
   def __call__(self, *bufs: Any, global_size: tuple[int, ...] = (1, 1, 1), local_size: tuple[int, ...] = (1, 1, 1),
@@ -221,17 +225,32 @@ class PythonProgram(Program):
         raise RuntimeError(f"PYTHON kernel {self.name!r}: in block {gid}, {done} of {len(threads)} threads finished while the others wait at a "
                            "BARRIER or WMMA (every thread of the block must reach it)")
       if done: return
-      replies = self._wmma(reqs, gid) if any(q is not None for q in reqs) else [None] * len(threads)
+      replies = self._warp_op(reqs, gid) if any(q is not None for q in reqs) else [None] * len(threads)
 
-  def _wmma(self, reqs: list[Any], gid: tuple[int, ...]) -> list[Any]:
+  def _warp_op(self, reqs: list[Any], gid: tuple[int, ...]) -> list[Any]:
     # threads are in linear order (x fastest), so each run of 32 is one warp, as on the GPU
     if any(q is None for q in reqs) or len({q[0] for q in reqs}) != 1:
       raise RuntimeError(f"PYTHON kernel {self.name!r}: in block {gid}, threads reached different BARRIER/WMMA uops (divergent control flow)")
-    tc = parse_wmma_arg(self.insts[reqs[0][0]][3])
+    op, _, _, arg = self.insts[reqs[0][0]]
+    if op is Ops.LOAD: return self._ldmatrix(reqs, arg, gid)
+    tc = parse_wmma_arg(arg)
     if len(reqs) % tc.threads:
       raise RuntimeError(f"PYTHON kernel {self.name!r}: WMMA needs blocks of whole warps ({tc.threads}), got {len(reqs)} threads")
     out: list[Any] = []
     for w in range(0, len(reqs), tc.threads): out += mma_reference(tc, [q[1:] for q in reqs[w:w + tc.threads]])
+    return out
+
+  def _ldmatrix(self, reqs: list[Any], arg: tuple, gid: tuple[int, ...]) -> list[Any]:
+    # each lane gave a row address; the warp's lanes exchange the rows (tensor_cores.ldmatrix_reference)
+    _, nmat, trans = arg
+    if len(reqs) % 32: raise RuntimeError(f"PYTHON kernel {self.name!r}: ldmatrix needs blocks of whole warps (32), got {len(reqs)} threads")
+    out: list[Any] = []
+    for w in range(0, len(reqs), 32):
+      rows = []
+      for _, (mem, idx, _gate) in reqs[w:w + 8 * nmat]:
+        if type(idx) is not int or idx % 8: raise RuntimeError(f"PYTHON kernel {self.name!r}: ldmatrix row at {idx!r} is not 16-byte aligned")
+        rows.append(mem.load(self.name, idx, 8))
+      out += ldmatrix_reference(rows, nmat, trans)
     return out
 
   def _thread(self, mems: dict[int, _ByteMem], varvals: dict[int, int], local_mem: dict[int, _ListMem], gid: tuple[int, ...],
@@ -244,6 +263,7 @@ class PythonProgram(Program):
       if is_alu[pc]: v[pc] = _alu(op, dt, [v[s] for s in src])
       elif op is Ops.CONST: v[pc] = arg
       elif op is Ops.INDEX: v[pc] = (v[src[0]], v[src[1]], v[src[2]] if len(src) > 2 else True)
+      elif op is Ops.LOAD and type(arg) is tuple: v[pc] = yield (pc, v[src[0]])  # ldmatrix: a warp-wide exchange
       elif op is Ops.LOAD: v[pc] = self._load(dt, v[src[0]], v[src[1]] if len(src) > 1 else None)
       elif op is Ops.STORE: self._store(v[src[0]], v[src[1]])
       elif op is Ops.RANGE:

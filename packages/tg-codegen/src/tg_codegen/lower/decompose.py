@@ -1,6 +1,6 @@
 """Rewrites of ops a renderer does not support natively into ones it does (transcendentals, MULACC, SUB, ...)."""
 from __future__ import annotations
-from tg_uop.dtype import dtypes
+from tg_uop.dtype import DType, dtypes
 from tg_uop.ops import Ops, GroupOp
 from tg_uop.rewrite import UPat, PatternMatcher
 from tg_uop.uop import UOp
@@ -34,18 +34,31 @@ _generic = [
 ]
 
 def supported_ops(ren) -> set[Ops]:
-  """The ALU ops `ren` renders natively (all of them when it does not say)."""
+  """The ALU ops `ren` renders natively on at least one dtype (all of them when it does not say)."""
   return set(getattr(ren, "supported_ops", None) or GroupOp.ALU)
 
-def decompositions(ren) -> PatternMatcher:
-  """Rules that rewrite every ALU op `ren` lacks into ops it has."""
-  return decompositions_for(frozenset(supported_ops(ren)))
+def native_dtypes(ren) -> frozenset[tuple[Ops, frozenset[DType]]]:
+  """(op, scalar dtypes) for each op `ren` renders natively on those dtypes only (`Renderer.native_dtypes`), as a hashable set so
+  the rules built from it can be cached."""
+  return frozenset((op, frozenset(dts)) for op, dts in (getattr(ren, "native_dtypes", None) or {}).items())
 
-def decompositions_for(sup: frozenset) -> PatternMatcher:
-  """Rules that rewrite every ALU op outside `sup` into ops in it."""
-  pm = PatternMatcher([(p, f) for p, f, op in _generic if op not in sup], name="decompose")
-  missing = {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW, Ops.SQRT} - sup
-  if missing:
-    from tg_codegen.lower.transcendental import transcendental_rules
-    pm = pm + transcendental_rules(sup)
+def decompositions(ren) -> PatternMatcher:
+  """Rules that rewrite every ALU op `ren` lacks, on the dtypes it lacks it for, into ops it has."""
+  return decompositions_for(frozenset(supported_ops(ren)), native_dtypes(ren))
+
+def _unless_native(f, dts: frozenset[DType]):
+  # a generic rule's first source is the operand whose dtype `Renderer.supports` is asked about (`alu_dtype`)
+  return lambda x, **kw: None if x.dtype.scalar() in dts else f(x=x, **kw)
+
+def decompositions_for(sup: frozenset, limits: frozenset[tuple[Ops, frozenset[DType]]] = frozenset()) -> PatternMatcher:
+  """Rules that rewrite every ALU op outside `sup`, and every op of `limits` on a dtype outside its native dtypes, into ops in `sup`."""
+  from tg_codegen.lower.transcendental import TRANSCENDENTAL, transcendental_rules
+  only = dict(limits)
+  if bad := set(only) - {op for _, _, op in _generic} - set(TRANSCENDENTAL):
+    raise ValueError(f"native_dtypes limits {', '.join(sorted(o.name for o in bad))} to some dtypes, but the lowering has no "
+                     "decomposition for the others: render them natively on every dtype")
+  rules = [(p, f) for p, f, op in _generic if op not in sup]
+  rules += [(p, _unless_native(f, only[op])) for p, f, op in _generic if op in sup and op in only]
+  pm = PatternMatcher(rules, name="decompose")
+  if set(TRANSCENDENTAL) - sup or set(TRANSCENDENTAL) & set(only): pm = pm + transcendental_rules(sup, only)
   return pm

@@ -15,6 +15,7 @@ from tg_uop.rewrite import UPat, PatternMatcher
 from tg_uop.helpers import prod
 from tg_codegen.kernel import KernelInfo, AxisType, reduce_identity
 from tg_codegen.lower.tensor_core import accumulate, apply_tc
+from tg_codegen.lower.stage import stage_operands
 
 @dataclass(frozen=True)
 class Lowered:
@@ -316,18 +317,18 @@ def _splice_groups(u: UOp) -> UOp | None:
 splice_groups = PatternMatcher([(UPat((Ops.END, Ops.SINK), name="u"), _splice_groups)], name="splice_groups")
 
 @functools.lru_cache(maxsize=None)
-def _final_rules(supported: frozenset):
-  # built once per set of native ops: assembling a PatternMatcher indexes every rule, too slow to redo for each kernel
+def _final_rules(supported: frozenset, limits: frozenset = frozenset()):
+  # built once per set of native ops (and their dtype limits): assembling a PatternMatcher indexes every rule, too slow to redo per kernel
   from tg_uop.symbolic import symbolic
   from tg_codegen.lower.decompose import decompositions_for
-  return symbolic + decompositions_for(supported) + splice_groups
+  return symbolic + decompositions_for(supported, limits) + splice_groups
 
 def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   """The kernel `ast` with the choices of `info`, lowered for renderer `ren`."""
   from tg_uop.rewrite import graph_rewrite
-  from tg_codegen.lower.decompose import supported_ops
+  from tg_codegen.lower.decompose import supported_ops, native_dtypes
   sink = _simplify_indices(rebuild(ast, info))
-  if info.tc is not None: sink = apply_tc(sink, info, ren)
+  if info.tc is not None: sink = apply_tc(stage_operands(sink, info, ren), info, ren)
   elif (vr := vector_axis(sink, info, ren)) is not None:
     sink = vectorize(sink, vr)
     info = replace(info, axes=tuple(a for a in info.axes if a.rng is not vr))
@@ -339,6 +340,6 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
     from tg_codegen.kernel import KernelOptError
     raise KernelOptError(f"opts {list(info.opts)} need {smem} bytes of local memory, more than the {limit} {type(ren).__name__} allows: "
                          "use a smaller GROUP or fewer upcasts")
-  sink = graph_rewrite(sink, _final_rules(frozenset(supported_ops(ren))))
+  sink = graph_rewrite(sink, _final_rules(frozenset(supported_ops(ren)), native_dtypes(ren)))
   order = tuple(a.rng for a in info.axes if a.type in (AxisType.GLOBAL, AxisType.REDUCE))
   return Lowered(sink, gs, ls, order)

@@ -10,6 +10,7 @@ from tg_uop.dtype import dtypes
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_codegen.kernel import KernelInfo, mma_operands
+from tg_codegen.tensor_cores import ldmatrix_row
 
 def _narrow(x: UOp, dt) -> UOp:
   # the factor in the tensor core's input dtype: mma_operands already dropped widening casts
@@ -19,10 +20,29 @@ def _fragment(x: UOp, k: UOp, subs: list[dict]) -> UOp:
   """The values of `x` at each element's (row, col): elements 2j and 2j+1 of every fragment are neighbours along K, so when `x` is a
   load running along memory with K they come from one 2-wide load (the renderer makes it one 32-bit access where aligned)."""
   from tg_codegen.lower.lowerer import _unit_stride
-  if x.op is Ops.LOAD and len(x.src) == 1 and x.src[0].op is Ops.INDEX and len(x.src[0].src) == 2 and _unit_stride(x.src[0].src[1], k):
-    pairs = [UOp(Ops.LOAD, x.dtype.vec(2), (x.src[0].substitute(subs[j]),)) for j in range(0, len(subs), 2)]
+  if x.op is Ops.LOAD and x.src[0].op is Ops.INDEX and len(x.src[0].src) == 2 and all(s.dtype == dtypes.void for s in x.src[1:]) and \
+     _unit_stride(x.src[0].src[1], k):  # (a load from a staged tile carries the BARRIER it follows)
+    pairs = [UOp(Ops.LOAD, x.dtype.vec(2), (x.src[0].substitute(subs[j]), *x.src[1:])) for j in range(0, len(subs), 2)]
     return UOp.vectorize(*(p.gep(i) for p in pairs for i in range(2)))
   return UOp.vectorize(*(x.substitute(s) for s in subs))
+
+def _ldmatrix(x: UOp, operand: str, rows: UOp, k: UOp, lane: UOp, ren) -> UOp | None:
+  """The fragment of `x` as one ldmatrix (`tg_codegen.tensor_cores`), where `x` reads a staged tile in shared memory whose K or
+  `rows` dimension (M for A, N for B) is contiguous and whose 8-element rows are 16-byte aligned; None where it can't be."""
+  from tg_codegen.lower.stage import _stride
+  if not getattr(ren, "ldmatrix", False) or x.op is not Ops.LOAD or x.dtype.itemsize != 2 or x.src[0].op is not Ops.INDEX: return None
+  buf, idx = x.src[0].src[0], x.src[0].src[1]
+  if buf.op is not Ops.DEFINE_LOCAL or len(x.src[0].src) != 2 or not all(s.dtype == dtypes.void for s in x.src[1:]): return None
+  rngs = [u for u in idx.toposort() if u.op is Ops.RANGE]
+  sk, sr = _stride(idx, k, rngs), _stride(idx, rows, rngs)
+  if sk == 1 and sr is not None and sr % 8 == 0: contiguous = "k"
+  elif sr == 1 and sk is not None and sk % 8 == 0: contiguous = "m" if operand == "a" else "n"
+  else: return None
+  if idx.substitute({k: k.const_like(0), rows: rows.const_like(0)}).simplify().const_factor() % 8: return None  # rows not 16-byte aligned
+  r, c = ldmatrix_row(operand, contiguous, lane)
+  at = {rng: v if isinstance(v, UOp) else rng.const_like(v) for rng, v in zip((rows, k) if operand == "a" else (k, rows), (r, c))}
+  nmat = 4 if operand == "a" else 2
+  return UOp(Ops.LOAD, x.dtype.vec(2 * nmat), (x.src[0].substitute(at), *x.src[1:]), ("ldmatrix", nmat, contiguous != "k"))
 
 def apply_tc(sink: UOp, info: KernelInfo, ren) -> UOp:
   """`sink` (after `rebuild`) with its REDUCE over the tensor core's K turned into WMMAs and its M/N stores per result element."""
@@ -31,8 +51,11 @@ def apply_tc(sink: UOp, info: KernelInfo, ren) -> UOp:
   red = next(u for u in sink.toposort() if u.op is Ops.REDUCE and k in u.src[1:])
   a, b = mma_operands(red)
   if m not in a.toposort(): a, b = b, a
-  a_frag = _fragment(_narrow(a, tc.dtype_in), k, [dict(zip((m, k), tc.a_elem(lane, i))) for i in range(tc.elements_per_thread[0])])
-  b_frag = _fragment(_narrow(b, tc.dtype_in), k, [dict(zip((k, n), tc.b_elem(lane, i))) for i in range(tc.elements_per_thread[1])])
+  a, b = _narrow(a, tc.dtype_in), _narrow(b, tc.dtype_in)
+  if (a_frag := _ldmatrix(a, "a", m, k, lane, ren)) is None:
+    a_frag = _fragment(a, k, [dict(zip((m, k), tc.a_elem(lane, i))) for i in range(tc.elements_per_thread[0])])
+  if (b_frag := _ldmatrix(b, "b", n, k, lane, ren)) is None:
+    b_frag = _fragment(b, k, [dict(zip((k, n), tc.b_elem(lane, i))) for i in range(tc.elements_per_thread[1])])
   nc = tc.elements_per_thread[2]
   out_dt = tc.dtype_out.vec(nc)
   w = UOp(Ops.WMMA, out_dt, (a_frag, b_frag, UOp.const(out_dt, 0.0)), tc.wmma_arg(ren.device))

@@ -326,8 +326,15 @@ def _lower(u: UOp) -> UOp:
     return _IMPLS[u.op](*(s.cast(wide) for s in u.src), _F32).cast(u.dtype)
   return _IMPLS[u.op](*u.src, _FMTS[sdt])
 
-def transcendental_rules(supported_ops: set[Ops]) -> PatternMatcher:
+TRANSCENDENTAL = (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW, Ops.SQRT)
+
+def transcendental_rules(supported_ops: set[Ops] | frozenset[Ops], native_dtypes: dict[Ops, frozenset[DType]] | None = None) -> PatternMatcher:
   """Rules rewriting each of EXP2, LOG2, SIN, POW, SQRT on float16/bfloat16/float32/float64 (scalars and vectors) that is NOT
-  in `supported_ops` into basic ALU ops (see the module docstring for the ops used and the accuracy)."""
-  missing = [op for op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW, Ops.SQRT) if op not in supported_ops]
-  return PatternMatcher([(UPat(op, dtype=_FLOATS, name="u"), _lower) for op in missing], name="transcendental")
+  in `supported_ops`, or is but on a dtype outside its entry in `native_dtypes`, into basic ALU ops (see the module docstring for
+  the ops used and the accuracy)."""
+  only = native_dtypes or {}
+  rules = []
+  for op in TRANSCENDENTAL:
+    dts = _FLOATS if op not in supported_ops else tuple(d for d in _FLOATS if d not in only.get(op, _FLOATS))
+    if dts: rules.append((UPat(op, dtype=dts, name="u"), _lower))
+  return PatternMatcher(rules, name="transcendental")

@@ -37,9 +37,10 @@ def sanitize(name: str) -> str:
   s = re.sub(r"[^A-Za-z0-9_]", "_", str(name))
   return s if s and not s[0].isdigit() else "_" + s
 
-def aligned_vector(idx: UOp, count: int) -> bool:
-  """Whether a vector access of `count` elements at `idx` is provably aligned to its own size (then it may be one wide access)."""
-  if count not in (2, 4): return False
+def aligned_vector(idx: UOp, count: int, itemsize: int = 4) -> bool:
+  """Whether a vector access of `count` elements at `idx` is provably aligned to its own size (then it may be one wide access):
+  2 or 4 elements, or 8 of a 2-byte dtype (16 bytes, the widest access)."""
+  if count not in (2, 4) and not (count == 8 and itemsize == 2): return False
   return idx.const_factor() % count == 0
 
 def launch_bound(uops: list[UOp]) -> int | None:
@@ -111,6 +112,8 @@ class CUDARenderer(Renderer):
     super().__init__(arch)
     self.arch_num = arch_number(self.arch, "CUDARenderer")
     self.tensor_cores = list(MMA_TENSOR_CORES) if self.arch_num >= 80 else []
+    self.async_copy = self.arch_num >= 80  # cp.async: the lowering may stage tensor-core tiles double-buffered
+    self.ldmatrix = self.arch_num >= 75    # tensor-core fragments from shared memory in one instruction
 
   # ---- types ----
   def _scalar(self, dt: DType) -> str:
@@ -254,10 +257,22 @@ class CUDARenderer(Renderer):
       elif op is Ops.IF:
         emit(f"if ({self.r[u.src[0]]}) {{")
         depth += 1
-      elif op is Ops.BARRIER: emit("__syncthreads();")
+      elif op is Ops.BARRIER:
+        if u.arg in ("commit", "wait1"): emit('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
+        if u.arg == "wait1": emit('asm volatile("cp.async.wait_group 1;\\n" ::: "memory");')
+        if u.arg != "commit": emit("__syncthreads();")
       elif op is Ops.INDEX:
         self.r[u] = f"({self.r[u.src[0]]}+{self.r[u.src[1]]})"
         if len(u.src) > 2: gates[u] = self.r[u.src[2]]
+      elif op is Ops.LOAD and u.arg == "async": self.r[u] = "<async>"  # its STORE copies memory to memory (cp.async)
+      elif op is Ops.LOAD and type(u.arg) is tuple:  # ("ldmatrix", matrices, trans): see tg_codegen.tensor_cores
+        _, nmat, trans = u.arg
+        self.r[u] = fresh("frag")
+        outs = ", ".join(f'"=r"(((unsigned*)&{self.r[u]})[{i}])' for i in range(nmat))
+        emit(f"{self._type(u.dtype)} {self.r[u]};")
+        emit(f'asm volatile("ldmatrix.sync.aligned.m8n8.x{nmat}{".trans" if trans else ""}.shared.b16 {{{",".join(f"%{i}" for i in range(nmat))}}}, '
+             f'[%{nmat}];\\n" : {outs} : "r"((unsigned)__cvta_generic_to_shared({self.r[u.src[0]]})));')
+      elif op is Ops.STORE and u.arg == "async": self._render_async_copy(u, gates, emit)
       elif op is Ops.LOAD: self._render_load(u, gates, define)
       elif op is Ops.STORE: self._render_store(u, gates, emit)
       elif op is Ops.VECTORIZE: define(u, "vec", self._make(u.dtype, [self.r[s] for s in u.src]))
@@ -297,12 +312,21 @@ class CUDARenderer(Renderer):
     if idx.op is not Ops.INDEX:
       raise ValueError(f"LOAD needs an INDEX source, got {idx.op.name}: a linearized program addresses memory through INDEX")
     cnt = u.dtype.count
-    if cnt == 1 or aligned_vector(idx.src[1], cnt): expr = f"*(({self._type(u.dtype)}*){self.r[idx]})" if cnt > 1 else f"*{self.r[idx]}"
+    if cnt == 1: expr = f"*{self.r[idx]}"
+    elif aligned_vector(idx.src[1], cnt, u.dtype.scalar().itemsize): expr = f"*(({self._type(u.dtype)}*){self.r[idx]})"
     else: expr = self._make(u.dtype, [f"*({self.r[idx]}+{i})" for i in range(cnt)])
     if idx in gates:
       if load_alt(u) is None: raise ValueError("a gated LOAD needs an alt value: LOAD(INDEX(buf, idx, gate), alt)")
       expr = f"({gates[idx]}?{expr}:{self.r[load_alt(u)]})"
     define(u, "val", expr)
+
+  def _render_async_copy(self, u: UOp, gates: dict[UOp, str], emit):
+    """STORE(shared INDEX, LOAD(global INDEX), arg="async"): a 16-byte cp.async (skipped where the global index is gated off)."""
+    dst, src = u.src[0], u.src[1].src[0]
+    if u.src[1].dtype.itemsize != 16: raise ValueError(f"an async copy moves 16 bytes, got {u.src[1].dtype}")
+    cp = (f'asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" :: "r"((unsigned)__cvta_generic_to_shared({self.r[dst]})), '
+          f'"l"({self.r[src]}));')
+    emit(f"if ({gates[src]}) {{ {cp} }}" if src in gates else cp)
 
   def _render_store(self, u: UOp, gates: dict[UOp, str], emit):
     idx, val = u.src[0], u.src[1]
@@ -310,7 +334,7 @@ class CUDARenderer(Renderer):
       raise ValueError(f"STORE needs an INDEX source, got {idx.op.name}: a linearized program addresses memory through INDEX")
     cnt = val.dtype.count
     if cnt == 1: stmts = [f"*{self.r[idx]} = {self.r[val]};"]
-    elif aligned_vector(idx.src[1], cnt): stmts = [f"*(({self._type(val.dtype)}*){self.r[idx]}) = {self.r[val]};"]
+    elif aligned_vector(idx.src[1], cnt, val.dtype.scalar().itemsize): stmts = [f"*(({self._type(val.dtype)}*){self.r[idx]}) = {self.r[val]};"]
     else: stmts = [f"*({self.r[idx]}+{i}) = {x};" for i, x in enumerate(self._lanes(val))]
     if idx in gates: stmts = [f"if ({gates[idx]}) {{ {' '.join(stmts)} }}"]
     for s in stmts: emit(s)

@@ -8,9 +8,21 @@ ptxas never contracts a*b+c into an fma (MULACC is the explicit fma). A DEFINE_R
 registers; otherwise it is a `.local` array. DEFINE_LOCAL is a `.shared` array, BARRIER is `bar.sync 0`, SPECIAL gidxN/lidxN read
 %ctaid/%tid. RANGE/END are a counted loop (label + predicated `bra`), guarded at the top when the bound may be <= 0.
 
-EXP2, LOG2, SIN and POW are left out of `supported_ops` on purpose: PTX only has approximate ex2/lg2/sin, so the lowering
-decomposes them precisely instead. WMMA follows the arg format and per-lane fragment layout documented in `cuda.py` (m16n8k16,
-f16/bf16 in, f32 out), emitted as `mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32`.
+Transcendentals (`native_dtypes`): PTX has them only as f32 approximations (f16/bf16 compute through f32 and round once).
+- EXP2 is `ex2.approx.f32` for float32, float16 and bfloat16: it is what CUDA C's exp2f compiles to (nvcc -ptx, no fast-math),
+  documented at 2 ulp over the full range; 2**-inf = +0, 2**(+-0) = 1, 2**inf = inf, nan stays nan. float64 has no ex2: the
+  lowering decomposes it.
+- LOG2 is `lg2.approx.f32` for float16 and bfloat16 only. Its documented error is 2**-22 absolute on [0.5, 2] (2 ulp elsewhere):
+  at most half an ulp of a float16/bfloat16 result before it is rounded, but unbounded in ulps of a float32 result near x = 1
+  (log2(1 + 2**-23) ~ 1.7e-7), where CUDA C's log2f is a 1-ulp software routine, not lg2. So float32 and float64 keep the
+  lowering's decomposition.
+- SIN is never native: `sin.approx.f32`'s error is documented as absolute (2**-21.19 on [-pi, pi]), which allows sin(1e-5) to be
+  off by 4% (float16 alike), and beyond [-pi, pi] no bound is given (CUDA C's sinf is a software routine with Payne-Hanek
+  reduction, not sin.approx). POW is never native either.
+- EXP2 and LOG2 run without `.ftz`: subnormal inputs and results are kept (bfloat16 has float32's exponent range).
+
+WMMA follows the arg format and per-lane fragment layout documented in `cuda.py` (m16n8k16, f16/bf16 in, f32 out), emitted as
+`mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32`.
 """
 from __future__ import annotations
 import struct
@@ -18,7 +30,7 @@ from typing import Any
 from tg_uop.dtype import DType, dtypes
 from tg_uop.ops import Ops, GroupOp
 from tg_uop.uop import UOp
-from tg_uop.runtime.renderer import Renderer, load_alt
+from tg_uop.runtime.renderer import Renderer, load_alt, alu_dtype
 from tg_codegen.renderer.cuda import MMA_TENSOR_CORES, parse_wmma_arg, arch_number, check_kernel_name, sanitize, aligned_vector, launch_bound
 
 # dtype -> (register class, arithmetic type, memory type)
@@ -33,7 +45,7 @@ _HALF = (dtypes.float16, dtypes.bfloat16)
 _BYTE = (dtypes.int8, dtypes.uint8)
 _INT_ASM = {Ops.ADD: "add", Ops.SUB: "sub", Ops.MUL: "mul.lo", Ops.IDIV: "div", Ops.MOD: "rem", Ops.MAX: "max", Ops.MULACC: "mad.lo"}
 _FLOAT_ASM = {Ops.ADD: "add.rn", Ops.SUB: "sub.rn", Ops.MUL: "mul.rn", Ops.FDIV: "div.rn", Ops.MULACC: "fma.rn", Ops.NEG: "neg",
-              Ops.SQRT: "sqrt.rn", Ops.RECIP: "rcp.rn", Ops.TRUNC: "cvt.rzi"}
+              Ops.SQRT: "sqrt.rn", Ops.RECIP: "rcp.rn", Ops.TRUNC: "cvt.rzi", Ops.EXP2: "ex2.approx", Ops.LOG2: "lg2.approx"}
 _BIT_ASM = {Ops.AND: "and", Ops.OR: "or", Ops.XOR: "xor"}
 _CMP = {Ops.CMPLT: "lt", Ops.CMPNE: "ne", Ops.CMPEQ: "eq"}
 _HOISTED = (Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.SPECIAL, Ops.DEFINE_LOCAL, Ops.DEFINE_REG, Ops.CONST, Ops.VCONST)
@@ -58,13 +70,16 @@ def _imm(v: Any, dt: DType) -> str:
   return str(v) if -2**31 <= v < 2**31 else f"0x{v & ((1 << 8*_size(dt)) - 1):X}"  # wide values as their bit pattern
 
 class PTXRenderer(Renderer):
-  """PTX for sm_80, sm_86, sm_89 and sm_90(a). `supported_ops` lists the ALU ops rendered natively; the lowering decomposes the rest."""
+  """PTX for sm_80, sm_86, sm_89 and sm_90(a). `supports(op, dtype)` says which ALU ops render natively (see the module docstring
+  for the transcendentals); the lowering decomposes the rest."""
   device, suffix, default_arch = "NV", "PTX", "sm_90"
   has_local, has_shared, supports_float4 = True, True, True
   global_max = (2**31 - 1, 65535, 65535)
   local_max = (1024, 1024, 64)
   shared_max = 49152
-  supported_ops = frozenset(GroupOp.ALU - {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.POW, Ops.THREEFRY})
+  supported_ops = frozenset(GroupOp.ALU - {Ops.SIN, Ops.POW, Ops.THREEFRY})
+  native_dtypes = {Ops.EXP2: frozenset({dtypes.float16, dtypes.bfloat16, dtypes.float32}),  # see the module docstring
+                   Ops.LOG2: frozenset({dtypes.float16, dtypes.bfloat16})}
   ptx_version = "8.0"
 
   def __init__(self, arch: str | None = None):
@@ -72,6 +87,8 @@ class PTXRenderer(Renderer):
     self.arch_num = arch_number(self.arch, "PTXRenderer")
     if self.arch_num < 80: raise ValueError(f"PTXRenderer needs sm_80 or newer (it uses max.NaN and bf16 conversions), got {self.arch!r}")
     self.tensor_cores = list(MMA_TENSOR_CORES)
+    self.async_copy = True  # cp.async (sm_80+): the lowering may stage tensor-core tiles double-buffered
+    self.ldmatrix = True    # tensor-core fragments from shared memory in one instruction
 
   # ---- registers and emission ----
   def _new(self, dt: DType) -> str:
@@ -128,7 +145,7 @@ class PTXRenderer(Renderer):
       self._emit(f"{ins} {d}, {srcs[0]}, {srcs[1]};")
       if op is Ops.SHL: self._norm8(d, sdt)
     elif op is Ops.TRUNC: self._emit(f"mov.{_bits(sdt)} {d}, {srcs[0]};")
-    else: raise ValueError(f"PTX renderer can't render {op.name} on {sdt}: it is not in supported_ops, so the lowering must decompose it")
+    else: raise ValueError(f"PTX renderer can't render {op.name} on {sdt}: it is not native (supports()), so the lowering must decompose it")
     return d
 
   def _alu_float(self, op: Ops, d: str, srcs: list[str], t: str):
@@ -141,8 +158,8 @@ class PTXRenderer(Renderer):
       self._emit(f"selp.f64 {d}, {s}, {m}, {p};")
       return
     if op is Ops.RECIP and t == "f64": self._emit(f"rcp.rn.f64 {d}, {srcs[0]};"); return
-    if op not in _FLOAT_ASM:
-      raise ValueError(f"PTX renderer can't render {op.name}: it is not in supported_ops, so the lowering must decompose it")
+    if op not in _FLOAT_ASM or op in (Ops.EXP2, Ops.LOG2) and t != "f32":  # ex2/lg2 exist for f32 only (halves come here as f32)
+      raise ValueError(f"PTX renderer can't render {op.name} on {t}: it is not native (see supports()), so the lowering must decompose it")
     self._emit(f"{_FLOAT_ASM[op]}.{t}{'.' + t if op is Ops.TRUNC else ''} {d}, {', '.join(srcs)};")
 
   def _alu_bool(self, op: Ops, srcs: list[str]) -> str:
@@ -247,6 +264,21 @@ class PTXRenderer(Renderer):
           self._emit(f"{pred}ld.{space}.u8 {b}, {a};")
           self._emit(f"setp.ne.b16 {r}, {b}, 0;")
       return
+    if aligned and len(regs) * dt.itemsize > 16:  # 16 bytes is the widest access before sm_100 (4 x f64: two v2 halves, each aligned)
+      per = 16 // dt.itemsize
+      for k in range(0, len(regs), per): self._ldst(store, space, self._lane_addr(addr, k * dt.itemsize), regs[k:k + per], dt, gate, True)
+      return
+    if len(regs) == 8 and aligned:  # 8 x 16 bits: one 16-byte access as 4 x b32, each holding two lanes
+      words = [self._new(dtypes.uint32) for _ in range(4)]
+      if store:
+        for w, i in zip(words, range(0, 8, 2)): self._emit(f"mov.b32 {w}, {{{regs[i]}, {regs[i + 1]}}};")
+        self._emit(f"{pred}st.{space}.v4.b32 {addr}, {{{', '.join(words)}}};")
+      else:
+        if gate:  # a gated-off load keeps the alt values already in the lanes
+          for w, i in zip(words, range(0, 8, 2)): self._emit(f"mov.b32 {w}, {{{regs[i]}, {regs[i + 1]}}};")
+        self._emit(f"{pred}ld.{space}.v4.b32 {{{', '.join(words)}}}, {addr};")
+        for w, i in zip(words, range(0, 8, 2)): self._emit(f"mov.b32 {{{regs[i]}, {regs[i + 1]}}}, {w};")
+      return
     if len(regs) > 1 and aligned:
       vec = f"{{{', '.join(regs)}}}"
       self._emit(f"{pred}st.{space}.v{len(regs)}.{mt} {addr}, {vec};" if store else f"{pred}ld.{space}.v{len(regs)}.{mt} {vec}, {addr};")
@@ -286,8 +318,25 @@ class PTXRenderer(Renderer):
       alt = self.v[self._alt(u)]
       for o, a in zip(out, alt * cnt if len(alt) == 1 else alt):
         self._emit(f"mov.{_movt(dt)} {o}, {a};")
-    self._ldst(False, space, addr, out, dt, gate, aligned_vector(idx.src[1], cnt))
+    self._ldst(False, space, addr, out, dt, gate, aligned_vector(idx.src[1], cnt, dt.itemsize))
     self.v[u] = out
+
+  def _ldmatrix(self, u: UOp):
+    """LOAD(shared INDEX, arg=("ldmatrix", matrices, trans)): one warp-wide ldmatrix, each b32 register split into two b16 lanes."""
+    _, nmat, trans = u.arg
+    _, addr, _ = self._address(u.src[0])
+    words = [self._new(dtypes.uint32) for _ in range(nmat)]
+    self._emit(f"ldmatrix.sync.aligned.m8n8.x{nmat}{'.trans' if trans else ''}.shared.b16 {{{', '.join(words)}}}, {addr};")
+    out = [self._new(u.dtype.scalar()) for _ in range(2 * nmat)]
+    for i, w in enumerate(words): self._emit(f"mov.b32 {{{out[2 * i]}, {out[2 * i + 1]}}}, {w};")
+    self.v[u] = out
+
+  def _async_copy(self, u: UOp):
+    """STORE(shared INDEX, LOAD(global INDEX), arg="async"): a 16-byte cp.async (predicated off where the global index is gated)."""
+    if u.src[1].dtype.itemsize != 16: raise ValueError(f"an async copy moves 16 bytes, got {u.src[1].dtype}")
+    _, dst, _ = self._address(u.src[0])
+    _, src, gate = self._address(u.src[1].src[0])
+    self._emit(f"{'@' + gate + ' ' if gate else ''}cp.async.cg.shared.global {dst}, {src}, 16;")
 
   def _store(self, u: UOp):
     idx, val = u.src[0], u.src[1]
@@ -298,7 +347,7 @@ class PTXRenderer(Renderer):
       for e, s in zip(elems, self.v[val]): self._emit(f"{'@' + gate + ' ' if gate else ''}mov.{_movt(dt)} {e}, {s};")
       return
     space, addr, gate = self._address(idx)
-    self._ldst(True, space, addr, self.v[val], dt, gate, aligned_vector(idx.src[1], val.dtype.count))
+    self._ldst(True, space, addr, self.v[val], dt, gate, aligned_vector(idx.src[1], val.dtype.count, dt.itemsize))
 
   def _reg_elems(self, idx: UOp) -> list[str] | None:
     """The registers from the indexed element on, if `idx` addresses a register-backed DEFINE_REG."""
@@ -402,14 +451,23 @@ class PTXRenderer(Renderer):
       elif op is Ops.ENDIF:
         if not ifs: raise ValueError("ENDIF without an open IF")
         self.lines.append(f"$L_endif{ifs.pop()}:")
-      elif op is Ops.BARRIER: self._emit("bar.sync 0;")
+      elif op is Ops.BARRIER:
+        if u.arg in ("commit", "wait1"): self._emit("cp.async.commit_group;")
+        if u.arg == "wait1": self._emit("cp.async.wait_group 1;")
+        if u.arg != "commit": self._emit("bar.sync 0;")
       elif op is Ops.INDEX: pass  # the address is computed where it is loaded or stored
+      elif op is Ops.LOAD and u.arg == "async": self.v[u] = []  # its STORE copies memory to memory (cp.async)
+      elif op is Ops.LOAD and type(u.arg) is tuple: self._ldmatrix(u)
+      elif op is Ops.STORE and u.arg == "async": self._async_copy(u)
       elif op is Ops.LOAD: self._load(u)
       elif op is Ops.STORE: self._store(u)
       elif op is Ops.VECTORIZE: self.v[u] = [self.v[s][0] for s in u.src]
       elif op is Ops.GEP: self.v[u] = [self.v[u.src[0]][i] for i in u.arg]
       elif op in GroupOp.ALU:
-        sdt = (u.src[-1] if op is Ops.WHERE else u.src[0]).dtype.scalar()
+        sdt = alu_dtype(u)
+        if not self.supports(op, sdt):
+          raise ValueError(f"PTX renderer can't render {op.name} on {sdt}: PTXRenderer.supports({op.name}, {sdt}) is False, so the "
+                           "lowering must decompose it")
         srcs = [self.v[s] * (u.dtype.count if len(self.v[s]) == 1 else 1) for s in u.src]
         if op in (Ops.SHL, Ops.SHR) and _size(u.src[1].dtype) != 4:  # ptx shift amounts are 32-bit
           srcs[1] = [self._cast(x, u.src[1].dtype.scalar(), dtypes.uint32) for x in srcs[1]]

@@ -33,6 +33,12 @@ class ConformanceProgram:
     """The ALU ops this program uses (a renderer without one of them natively can't run it unlowered)."""
     return frozenset(u.op for u in self.uops if u.op in GroupOp.ALU)
 
+  @property
+  def alu_uses(self) -> frozenset[tuple[Ops, DType]]:
+    """(op, the scalar dtype it computes on) for each ALU op this program uses: what `Renderer.supports` is asked about."""
+    from tg_uop.runtime.renderer import alu_dtype
+    return frozenset((u.op, alu_dtype(u)) for u in self.uops if u.op in GroupOp.ALU)
+
 def _np():
   try: import numpy as np
   except ImportError: raise ImportError("tg_uop.testing needs numpy for its reference results: pip install numpy") from None
@@ -317,8 +323,11 @@ def unsupported(prog: ConformanceProgram, renderer: Any) -> str | None:
   if "local" in prog.requires and not (getattr(renderer, "has_local", True) and getattr(renderer, "has_shared", True)):
     return f"{type(renderer).__name__} has no local memory / local launch dims"
   if "float4" in prog.requires and not getattr(renderer, "supports_float4", True): return f"{type(renderer).__name__} has no vector loads"
-  if (ops := getattr(renderer, "supported_ops", None)) is not None and (missing := prog.alu_ops - set(ops)):
-    return f"{type(renderer).__name__} lacks native {', '.join(sorted(o.name for o in missing))} (the lowering would rewrite them)"
+  if (supports := getattr(renderer, "supports", None)) is None:  # a renderer-like object without the base class: its op set alone
+    ops = getattr(renderer, "supported_ops", None)
+    supports = lambda op, dt: ops is None or op in ops
+  if missing := sorted({f"{op.name} on {dt}" for op, dt in prog.alu_uses if not supports(op, dt)}):
+    return f"{type(renderer).__name__} lacks native {', '.join(missing)} (the lowering would rewrite them)"
   return None
 
 # ---- running ----
