@@ -29,7 +29,7 @@ def _stride(idx: UOp, r: UOp, rngs: list[UOp]) -> int | None:
 
 class _Tile:
   """The layout of one operand's tile in shared memory."""
-  def __init__(self, load: UOp, axes: list, itemsize: int):
+  def __init__(self, load: UOp, axes: list, itemsize: int, kset: set):
     idx = load.src[0].src[1]
     rngs = [u for u in idx.toposort() if u.op is Ops.RANGE]
     strides = {a.rng: _stride(idx, a.rng, rngs) for a in axes}
@@ -42,6 +42,10 @@ class _Tile:
     n = len(self.axes)
     start, span = n - 1, self.sizes[-1]
     while start > 0 and g[-1] is not None and g[start - 1] == g[-1] * span: start, span = start - 1, span * self.sizes[start - 1]
+    # ... and no wider than the innermost axes of one role (all K, or all M/N): a fragment reads 8 such rows at once, and they
+    # must be padded apart even where memory runs on evenly (a conv's weights: output channel after input channel)
+    role = [a.rng in kset for a in self.axes]
+    while start < n - 1 and role[start] != role[-1]: start, span = start + 1, span // self.sizes[start]
     self.row_start, self.row, self.contiguous = start, span, g[-1] == 1
     # fragment loads read 8 rows at a time: a row of a multiple of 32 bytes is padded by 16 so those rows start in different banks
     pad = 16 // itemsize if start > 0 and (self.row * itemsize) % 32 == 0 else 0
@@ -114,6 +118,7 @@ def stage_operands(sink: UOp, info: KernelInfo, ren) -> UOp:
   for r in locals_: tid = tid + r * (tid.vmax + 1)
   loops = [r for r in red.src[1:] if any(a.rng is r and a.type is AxisType.REDUCE for a in info.axes)]
   tile_axes = [a for a in info.axes if a.type in _TILE_AXES]
+  kset = {a.rng for a in info.axes if a.type is AxisType.UNROLL or a.rng is info.tc[3]}
   budget = getattr(ren, "shared_max", 0) - sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
   plans = []
   for x in dict.fromkeys(mma_operands(red)):
@@ -123,7 +128,7 @@ def stage_operands(sink: UOp, info: KernelInfo, ren) -> UOp:
     # only a tile that several warps read (a LOCAL axis it doesn't use) is worth the copy: one warp alone reuses what it loads in
     # registers already
     if all(r in used for r in locals_) or not (axes := [a for a in tile_axes if a.rng in used]): continue
-    t = _Tile(x, axes, x.dtype.itemsize)
+    t = _Tile(x, axes, x.dtype.itemsize, kset)
     v = _vector_width(t, threads, x.dtype.itemsize)
     if not v or t.elems <= 32 or t.smem_size * x.dtype.itemsize > budget: continue
     budget -= t.smem_size * x.dtype.itemsize

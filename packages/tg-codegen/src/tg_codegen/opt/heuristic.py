@@ -15,26 +15,57 @@ def _axes(info: KernelInfo, t: AxisType) -> list[int]: return [i for i, a in enu
 def _by_origin(info: KernelInfo, origin: int) -> int | None:
   return next((i for i, a in enumerate(info.axes) if a.origin == origin and a.type is AxisType.GLOBAL), None)
 
-def tensor_core_opts(info: KernelInfo, ren) -> KernelInfo | None:
+def _tc_choice(ast: UOp, info: KernelInfo, ren) -> int | None:
+  """The TC choice (index into `info.mma`) to take: the first that fits whose N runs along B's memory (or M along A's), so tiles
+  are rows of memory; else the first that fits."""
+  from tg_codegen.kernel import mma_operands
+  fits = [c for c in range(len(info.mma)) if _try(info, Opt(OptOps.TC, c, 0), ren) is not info]
+  red = next((u for u in ast.toposort() if u.op is Ops.REDUCE), None)
+  ops = mma_operands(red) if red is not None else None
+  rng = {u.arg: u for u in ast.toposort() if u.op is Ops.RANGE}
+  def along(x: UOp, r: int) -> bool: return x.op is Ops.LOAD and x.src[0].op is Ops.INDEX and _unit_stride(x.src[0].src[1], rng[r])
+  for c in fits:
+    m, n = info.mma[c][0], info.mma[c][1]
+    a, b = ops if ops is not None and rng[m] in ops[0].toposort() else (ops[::-1] if ops else (None, None))
+    if a is not None and (along(b, n) or along(a, m)): return c
+  return fits[0] if fits else None
+
+def tensor_core_opts(ast: UOp, info: KernelInfo, ren) -> KernelInfo | None:
   """A matmul-like kernel of float16/bfloat16 on a renderer with tensor cores: TC, then each warp takes a register tile of up to
   4x8 tensor-core tiles (UPCAST of the outer M and N axes), a block holds 2x2 warps (LOCAL) and K is unrolled by 4; None if TC
-  does not fit."""
+  does not fit. Where N can't be upcast (a conv's output width, 56 = 7 tiles of 8), other axes only B uses (a conv's output rows
+  and batch) take its place: an UPCAST of the innermost by 4 and a LOCAL of 2 on each, so the warps of a block share A (the
+  weights) through shared memory; K is then unrolled by 2 (its loop already has the filter's rows and columns inside)."""
   if not getattr(ren, "tensor_cores", None): return None
-  # the first (M, N, K) choice whose sizes fit the tensor core
-  if (c := next((c for c in range(len(info.mma)) if _try(info, Opt(OptOps.TC, c, 0), ren) is not info), None)) is None: return None
+  if (c := _tc_choice(ast, info, ren)) is None: return None
   info = apply_opt(info, Opt(OptOps.TC, c, 0), ren)
   m_id, n_id = info.mma[c][0], info.mma[c][1]
-  # (the H100, float16 4096^3, CUDA: this 4x8 tile of tensor-core tiles per warp 1.22 ms; 8x4 1.50 ms (BEAM=2's pick); 4x4 1.91 ms;
-  # without the K unroll 2.2 ms)
+  # (the H100, float16 4096^3, CUDA, before shared-memory staging: this 4x8 tile of tensor-core tiles per warp 1.22 ms; 8x4 1.50 ms;
+  # 4x4 1.91 ms; without the K unroll 2.2 ms. Staged with ldmatrix: 0.47 ms, BEAM=2 found nothing faster)
   steps = ((n_id, OptOps.UPCAST, (4, 2)), (m_id, OptOps.UPCAST, (4, 2)), (m_id, OptOps.LOCAL, (2,)), (n_id, OptOps.LOCAL, (2,)),
            (n_id, OptOps.UPCAST, (2,)))
   for origin, op, amts in steps:
     for amt in amts:
-      if (i := _by_origin(info, origin)) is not None and info.axes[i].size % amt == 0 and info.axes[i].size > amt:
+      if (i := _by_origin(info, origin)) is not None and info.axes[i].size % amt == 0:
         if (new := _try(info, Opt(op, i, amt), ren)) is not info: info = new; break  # noqa: E702
+  unroll = (4, 2)
+  if not any(a.type is AxisType.UPCAST and a.origin == n_id for a in info.axes):
+    # (the H100, float16 conv 32x64x58x58 by 64x3x3: 0.089 ms with output rows upcast 4, LOCAL 2 on batch and rows, K unrolled 2;
+    # 0.099 ms unrolled 4; 0.876 ms with the first TC choice (M = batch) and no locals)
+    from tg_codegen.kernel import mma_operands
+    red = next(u for u in ast.toposort() if u.op is Ops.REDUCE)
+    a, b = mma_operands(red)
+    ra, rb = ({u.arg for u in x.toposort() if u.op is Ops.RANGE} for x in (a, b))
+    if m_id in rb: ra, rb = rb, ra
+    others = [x.origin for x in info.axes if x.type is AxisType.GLOBAL and x.origin in rb - ra and x.origin != n_id]
+    if others:
+      for origin, op, amt in [(others[-1], OptOps.UPCAST, 4)] + [(o, OptOps.LOCAL, 2) for o in others]:
+        if (i := _by_origin(info, origin)) is not None and info.axes[i].size % amt == 0 and info.axes[i].size > amt:
+          info = _try(info, Opt(op, i, amt), ren)
+      unroll = (2,)
   k_id = info.mma[c][2]
   if (k := next((i for i, a in enumerate(info.axes) if a.origin == k_id and a.type is AxisType.REDUCE), None)) is not None:
-    for amt in (4, 2):
+    for amt in unroll:
       if info.axes[k].size % amt == 0 and (new := _try(info, Opt(OptOps.UNROLL, k, amt), ren)) is not info: info = new; break  # noqa: E702
   return info
 
@@ -68,7 +99,7 @@ def hand_coded_optimizations(ast: UOp, ren) -> list[Opt]:
   """Opts for `ast` on `ren`: tensor cores where they fit, register tiles via UPCAST, UNROLL of short reduce loops, and LOCAL/GROUP
   on GPUs."""
   info = initial_info(ast)
-  if (tc := tensor_core_opts(info, ren)) is not None: return list(tc.opts)
+  if (tc := tensor_core_opts(ast, info, ren)) is not None: return list(tc.opts)
   glb, red = _axes(info, AxisType.GLOBAL), _axes(info, AxisType.REDUCE)
   outputs = 1
   for i in glb: outputs *= info.axes[i].size
