@@ -152,6 +152,35 @@ def test_wrong_parameter_count_is_a_clear_error(mock_dev):
   prg = NVProgram(dev, "k", fake_cubin(param_size=12))
   with pytest.raises(ValueError, match="takes 12 bytes of parameters"): prg(global_size=(1, 1, 1), local_size=(1, 1, 1))
 
+def test_launcher_launch_equals_a_plain_call(mock_dev):
+  # Program.launcher, what a TinyJit replay calls: the queue's encoders called straight, the parameter block kept per buffers
+  k, dev = mock_dev
+  from tg_driver_nv.nv.device import NVProgram
+  prg = NVProgram(dev, "k", fake_cubin(regs=24, param_size=16))
+  a, b = dev.allocator.alloc(256), dev.allocator.alloc(256)
+  prg(a, b, global_size=(3, 2, 1), local_size=(64, 1, 1))
+  dev.synchronize()
+  call = k.launches[-1]
+  launch = prg.launcher((3, 2), (64,))
+  launch(a, b)
+  dev.synchronize()  # returns only if the launch signaled the timeline value it was handed
+  got = k.launches[-1]
+  assert (got.grid, got.block, got.registers, got.program, got.cbuf0) == (call.grid, call.block, call.registers, call.program, call.cbuf0)
+  assert struct.unpack_from("<QQ", got.cbuf0, 0x210) == (a.va_addr, b.va_addr)
+  launch(b, a)  # other buffers: a new parameter block
+  dev.synchronize()
+  assert struct.unpack_from("<QQ", k.launches[-1].cbuf0, 0x210) == (b.va_addr, a.va_addr)
+  assert dev.timeline_signal.value == dev.timeline_value - 1
+
+def test_launcher_refuses_a_wrong_buffer_count_before_taking_a_timeline_value(mock_dev):
+  _, dev = mock_dev
+  from tg_driver_nv.nv.device import NVProgram
+  prg = NVProgram(dev, "k", fake_cubin(param_size=16))
+  before = dev.timeline_value
+  with pytest.raises(ValueError, match="takes 16 bytes of parameters"): prg.launcher((1,), (1,))(dev.allocator.alloc(64))
+  assert dev.timeline_value == before
+  dev.synchronize()  # no timeline value was handed out that nothing will signal
+
 def test_compiling_ptx_without_ptxas_says_what_is_missing():
   from tg_uop.runtime.compiler import CompileError
   from tg_driver_nv.nv.device import PtxasMissing

@@ -82,3 +82,44 @@ def test_tinyjit_is_exported_at_the_top_level():
   from tg_tensor import Tensor as T, dtypes as D, Device as V, TinyJit as J  # noqa: F401
   from tg_tensor.jit import TinyJit as J2
   assert J is J2
+
+def test_replay_rebuilds_every_kind_of_return_value():
+  w = Tensor(np.ones((2, 3), np.float32)).realize()
+  @TinyJit
+  def f(x, y=None):
+    z = (x * 2 + y).reshape(3, 2)
+    return z, z, x, w, {"s": z.sum()}, 7
+  b = np.arange(6, dtype=np.float32).reshape(2, 3)
+  for i in range(4):
+    a = np.full((2, 3), i, np.float32)
+    z, z2, x, ww, d, c = f(Tensor(a), y=Tensor(b))
+    np.testing.assert_allclose(z.numpy(), (a * 2 + b).reshape(3, 2))
+    assert z.shape == (3, 2) and z2.uop is z.uop and c == 7
+    np.testing.assert_allclose(x.numpy(), a)  # an input returned as it came in
+    assert ww.uop is w.uop  # a weight returned is the weight
+    np.testing.assert_allclose(d["s"].numpy(), (a * 2 + b).sum())
+
+def test_replay_realizes_lazy_inputs_first():
+  @TinyJit
+  def f(x): return x * 3
+  for i in range(4):
+    a = _pair(i)[0]
+    np.testing.assert_allclose(f(Tensor(a) + 1).numpy(), (a + 1) * 3, rtol=1e-6)  # the input is an unrealized graph
+
+def test_wrong_number_of_inputs_raises_a_clear_error():
+  @TinyJit
+  def f(x, y=None): return x + 1 if y is None else x + y
+  for i in range(3): f(Tensor(_pair(i)[0]))
+  with pytest.raises(JitError, match="captured with 1 tensor inputs, got 2"): f(Tensor(_pair(0)[0]), y=Tensor(_pair(1)[0]))
+
+def test_debug_2_replays_through_the_runners_and_reports_each_kernel(capsys):
+  from tg_uop.helpers import Context
+  @TinyJit
+  def f(x): return (x * 2).sum(1) + 1
+  for i in range(3): f(Tensor(_pair(i)[0]))
+  capsys.readouterr()
+  a = _pair(7)[0]
+  with Context(DEBUG=2): out = f(Tensor(a))
+  np.testing.assert_allclose(out.numpy(), (a * 2).sum(1) + 1, rtol=1e-5)
+  kernels = [s for s in f.captured.steps if s[0] is not None]
+  assert sum(" GFLOPS " in line for line in capsys.readouterr().out.splitlines()) == len(kernels)

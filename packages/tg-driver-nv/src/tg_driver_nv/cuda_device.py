@@ -6,7 +6,7 @@ the function and the error (MemoryError for out-of-memory, CompileError for reje
 """
 from __future__ import annotations
 import ctypes, os, re, shutil, subprocess, tempfile, threading
-from typing import Any
+from typing import Any, Callable
 from tg_uop.device import parse_dev
 from tg_uop.runtime.allocator import BufferSpec, LRUAllocator
 from tg_uop.runtime.compiled import Compiled
@@ -212,6 +212,21 @@ class CUDAProgram(Program):
     ms = ctypes.c_float()
     cu_check(cuda.cuEventElapsedTime(ctypes.byref(ms), self.events[0], self.events[1]), "cuEventElapsedTime")
     return ms.value * 1e-3
+
+  def launcher(self, global_size: tuple[int, ...], local_size: tuple[int, ...]) -> Callable[..., None]:
+    # __call__ with the dims checked once and the kernelParams array kept: a replay's buffers are the same ctypes objects call
+    # after call (inputs, and outputs back from the allocator's cache), so the addresses it holds rarely change; when they do it
+    # is rebuilt. The context check stays per launch: another library may have made its own context current meanwhile.
+    (g0, g1, g2), (l0, l1, l2) = check_launch_dims(global_size, local_size)
+    dev, fn, launch_kernel, addressof = self.device, self.fn, cuda.cuLaunchKernel, ctypes.addressof
+    last: tuple = (None, None)  # (the parameter addresses, the kernelParams array holding them)
+    def launch(*bufs: Any) -> None:
+      nonlocal last
+      dev.activate()
+      if (cached := last)[0] != (key := tuple(map(addressof, bufs))): cached = last = (key, (ctypes.c_void_p * len(key))(*key))
+      if (status := launch_kernel(fn, g0, g1, g2, l0, l1, l2, 0, None, cached[1], None)) != 0:
+        raise RuntimeError(f"cuLaunchKernel({self.name!r}, grid={(g0, g1, g2)}, block={(l0, l1, l2)}) on {dev.device} failed: {cu_error(status)}")
+    return launch
 
   def __del__(self):
     # modules die with the context at exit; unloading then could fail, and the error would be meaningless

@@ -4,8 +4,10 @@ A BUFFER UOp is `UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), arg=(siz
 `tg_uop.runtime.buffer.Buffer`, kept exactly as long as the UOp lives (a weak-keyed table), so dropping the last Tensor frees it."""
 from __future__ import annotations
 import itertools, weakref
+from tg_uop import device as _device_mod
 from tg_uop.dtype import DType, dtypes, from_np_name
 from tg_uop.ops import Ops
+from tg_uop.runtime.buffer import Buffer
 from tg_uop.uop import UOp
 
 _uid = itertools.count()
@@ -14,17 +16,19 @@ _buffers: weakref.WeakKeyDictionary[UOp, object] = weakref.WeakKeyDictionary()
 
 def canonical_device(device: str | None) -> str:
   """The registry's canonical name for `device` (the default device when None)."""
-  from tg_uop.device import Device
-  return Device.canonicalize(device) if device is not None else Device.DEFAULT
+  return _device_mod.Device.canonicalize(device) if device is not None else _device_mod.Device.DEFAULT
 
 def new_buffer(device: str, size: int, dtype: DType) -> UOp:
   """A fresh BUFFER UOp of `size` elements on `device` (memory is allocated on first use)."""
-  from tg_uop.runtime.buffer import Buffer
   if size < 0: raise ValueError(f"a buffer can't have a negative size ({size})")
-  dev = canonical_device(device)
-  u = UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=dev),), (size, next(_uid)))
-  _buffers[u] = Buffer(dev, max(size, 1), dtype)
-  return u
+  return fresh_buffer(UOp(Ops.DEVICE, arg=canonical_device(device)), size, dtype)[0]
+
+def fresh_buffer(device: UOp, size: int, dtype: DType, allocate: bool = False) -> tuple[UOp, Buffer]:
+  """`new_buffer` on the DEVICE UOp of a canonical device, `size` already checked, and its Buffer (allocated now with `allocate`):
+  what TinyJit's replay makes for each output on every call, so it skips the name parsing and checks."""
+  u = UOp(Ops.BUFFER, dtype, (device,), (size, next(_uid)))
+  b = _buffers[u] = Buffer(device.arg, max(size, 1), dtype)
+  return u, (b.allocate() if allocate else b)
 
 def get_buffer(u: UOp):
   """The Buffer behind a BUFFER UOp (or a view of one: RESHAPE of a BUFFER)."""

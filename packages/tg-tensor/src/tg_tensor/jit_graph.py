@@ -3,7 +3,7 @@ say; see `tg_uop.runtime.graph`) are launched as one unit, built on the first re
 
 `JIT=2` turns batching off (every kernel launches on its own, as tinygrad's JIT=2 does)."""
 from __future__ import annotations
-from typing import Any, Callable
+from typing import Any
 from tg_uop.helpers import JIT
 from tg_uop.runtime.graph import Launch
 from tg_uop.runtime.program import check_launch_dims
@@ -25,9 +25,9 @@ class GraphBatch:
     self.dev, self.steps, self.graph = dev, steps, None
     self.dims = [check_launch_dims(r.spec.global_size, r.spec.local_size) for r, _ in steps]
 
-  def __call__(self, buffer: Callable[[UOp], Any]) -> None:
-    """Launch the batch; `buffer` maps a captured buffer UOp to this call's allocated Buffer."""
-    launches = [Launch(r.prg, tuple(buffer(b)._buf for b in bufs), gs, ls) for (r, bufs), (gs, ls) in zip(self.steps, self.dims)]
+  def __call__(self, bufs: list[list[Any]]) -> None:
+    """Launch the batch on this call's allocated Buffers: `bufs[i]` for the i-th kernel, in the order of its captured buffers."""
+    launches = [Launch(r.prg, tuple(b._buf for b in bs), gs, ls) for (r, _), bs, (gs, ls) in zip(self.steps, bufs, self.dims)]
     if self.graph is None: self.graph = self.dev.graph(self.dev, launches)
     self.graph(launches)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math, time
 from typing import Any, ClassVar
 import numpy as np
+from tg_uop import device as _device_mod
 from tg_uop.dtype import DType, dtypes, to_dtype, to_np_name
 from tg_uop.helpers import prod
 from tg_uop.ops import Ops
@@ -18,10 +19,9 @@ from tg_tensor.ops_nn import NNMixin
 _canon_cache: dict[str, str] = {}
 def _canonical_device(device: str | None) -> str:
   """The canonical device name (`Device.DEFAULT` when None); cached because parsing is per op otherwise."""
-  from tg_uop.device import Device
-  if device is None: return Device.DEFAULT
+  if device is None: return _device_mod.Device.DEFAULT
   if not isinstance(device, str): raise TypeError(f"device must be a string such as 'CPU' or 'PYTHON', got {type(device).__name__}")
-  if (ret := _canon_cache.get(device)) is None: ret = _canon_cache[device] = Device.canonicalize(device)
+  if (ret := _canon_cache.get(device)) is None: ret = _canon_cache[device] = _device_mod.Device.canonicalize(device)
   return ret
 
 def _shape_arg(shape: tuple, what: str = "shape") -> tuple[int, ...]:
@@ -69,6 +69,12 @@ class Tensor(MathMixin, MovementMixin, ReduceMixin, NNMixin):
     self._graph: UOp | None = None  # the lazy graph before realize(), kept while gradients may still be asked for
     if requires_grad is not None: self.requires_grad_(requires_grad)
 
+  @staticmethod
+  def _of(uop: UOp, device: str) -> Tensor:
+    """A new Tensor over the tensor-level `uop` on the canonical `device`, without `__init__`'s checks (TinyJit's replay outputs)."""
+    t = Tensor.__new__(Tensor)
+    t.uop, t.device, t.requires_grad, t.grad, t._graph = uop, device, None, None, None
+    return t
   def _wrap(self, uop: UOp) -> Tensor:
     """A new Tensor over `uop` on this tensor's device."""
     t = Tensor.__new__(Tensor)

@@ -87,6 +87,8 @@ class DeviceRegistry:
     self._default = None
 
   def __getitem__(self, name: str) -> Any:
+    # a canonical name of an opened device (what every Buffer holds) needs no parsing
+    if type(name) is str and (dev := self._opened.get(name)) is not None: return dev
     ds = parse_dev(name)
     if (key := ds.canonical) not in self._opened: self._opened[key] = self._open(ds)
     return self._opened[key]

@@ -9,16 +9,29 @@ from tg_uop.ops import Ops, GroupOp
 def _argkey(arg: Any) -> Any:
   # floats compare by bits so that -0.0 and 0.0 stay distinct and nan dedups
   if type(arg) is float: return (float, struct.pack("<d", arg))
-  if type(arg) is tuple and any(type(a) in (float, tuple) for a in arg): return (tuple, tuple(_argkey(a) for a in arg))
+  if type(arg) is tuple:
+    for a in arg:  # a plain loop, not any(<generator>): this runs for every UOp built, and the generator cost more than the test
+      if type(a) is float or type(a) is tuple: return (tuple, tuple(_argkey(a) for a in arg))
   return arg
 
+# The hash-consing table: key -> weak reference to the live UOp, and back from each reference to its key, so that a UOp's death
+# removes its entry. Plain dicts and plain references: a WeakValueDictionary (or its KeyedRef) does the same through Python-level
+# wrappers that cost more than the rest of building a UOp. The callback binds both dicts, so it still works while the interpreter
+# tears the module down.
+_ucache: dict[tuple, weakref.ref] = {}
+_ucache_keys: dict[weakref.ref, tuple] = {}
+def _uncache(ref: weakref.ref, cache: dict = _ucache, keys: dict = _ucache_keys) -> None:
+  # unless the key already holds a newer UOp's reference
+  if (key := keys.pop(ref, None)) is not None and cache.get(key) is ref: del cache[key]
+
 class UOpMetaClass(type):
-  ucache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+  ucache = _ucache
   def __call__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
     key = (op, dtype, src, _argkey(arg))
-    if (ret := UOpMetaClass.ucache.get(key)) is not None: return ret
+    if (ref := _ucache.get(key)) is not None and (ret := ref()) is not None: return ret
     ret = super().__call__(op, dtype, src, arg)
-    UOpMetaClass.ucache[key] = ret
+    _ucache[key] = ref = weakref.ref(ret, _uncache)
+    _ucache_keys[ref] = key
     return ret
 
 class UOp(metaclass=UOpMetaClass):

@@ -278,6 +278,21 @@ class _ThreadedProgram(Program):
     else: dev.pool.run([(fxn, (*args, ctypes.c_int(s), ctypes.c_int(e))) for s, e in ranges])
     return time.perf_counter() - st if wait else None
 
+  def launcher(self, global_size: tuple[int, ...], local_size: tuple[int, ...]) -> Callable[..., None]:
+    # the work of __call__ with the dims fixed: ctypes arrays go to the kernel as pointers themselves (a bare int address would be
+    # passed as a C int, so those are wrapped); the thread split is decided per call, as the buffers' sizes and `threads` may change
+    gs, _ = check_launch_dims(global_size, local_size)
+    n, dev, fxn_for = gs[0], self.device, self._fxn
+    whole = (ctypes.c_int(0), ctypes.c_int(n))
+    def launch(*bufs: Any) -> None:
+      args = [ctypes.c_void_p(b) if type(b) is int else b for b in bufs]
+      fxn = fxn_for(len(args), 0)
+      threads = getattr(dev, "threads", 1)
+      if threads > 1 and n > 1 and sum(map(ctypes.sizeof, args)) >= self.min_parallel_bytes:  # (a bare address counts 8 bytes)
+        dev.pool.run([(fxn, (*args, ctypes.c_int(s), ctypes.c_int(e))) for s, e in split_range(n, threads)])
+      else: fxn(*args, *whole)
+    return launch
+
 def _load_shared_library(lib: bytes, name: str) -> ctypes.CDLL:
   """dlopen `lib` from a uniquely named temporary file, removed once loaded (dlopen reuses a handle for a path it has seen, so
   names must never repeat). Falls back to the tg cache directory where the temp directory is mounted noexec."""

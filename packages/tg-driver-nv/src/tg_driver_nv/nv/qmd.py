@@ -135,13 +135,24 @@ def relaunch_qmd(template: bytes, version: int, grid: tuple[int, int, int], bloc
   qmd_set(q, "constant_buffer_size_shifted4_0", (cbuf0[1] + 15) // 16, version)
   return q
 
+def _cbuf0_layout(version: int) -> tuple[int, int, int]:
+  # constant bank 0's address fields, which every launch writes: the low half is one whole 32-bit word and the high part the low
+  # bits of another, so a launch writes them as words instead of through qmd_set's field walk
+  (llo, lhi), (ulo, uhi) = QMD_FIELDS[version]["constant_buffer_addr_lower0"], QMD_FIELDS[version]["constant_buffer_addr_upper0"]
+  assert llo % 32 == 0 and lhi == llo + 31 and ulo % 32 == 0 and uhi < ulo + 32, f"QMD v{version}: bank 0's address fields moved"
+  return llo // 8, ulo // 8, uhi - ulo + 1
+_CBUF0 = {v: _cbuf0_layout(v) for v in QMD_FIELDS}
+
 def set_cbuf0_address(qmd: bytes | bytearray, version: int, addr: int) -> bytearray:
   """A copy of `qmd` with constant bank 0 at `addr` (the one field that changes between launches of one shape)."""
   shift = 0 if version == 3 else 6
   if addr % (1 << shift): raise ValueError(f"constant buffer 0 at {addr:#x} isn't {1 << shift}-byte aligned")
+  lower_at, upper_at, upper_bits = _CBUF0[version]
+  if (upper := addr >> (32 + shift)) >= 1 << upper_bits:
+    raise ValueError(f"QMD field constant_buffer_addr_upper0 is {upper_bits} bits wide: {upper:#x} doesn't fit")
   q = bytearray(qmd)
-  qmd_set(q, "constant_buffer_addr_lower0", (addr >> shift) & 0xFFFFFFFF, version)
-  qmd_set(q, "constant_buffer_addr_upper0", addr >> (32 + shift), version)
+  struct.pack_into("<I", q, lower_at, (addr >> shift) & 0xFFFFFFFF)
+  struct.pack_into("<I", q, upper_at, struct.unpack_from("<I", q, upper_at)[0] & ~((1 << upper_bits) - 1) & 0xFFFFFFFF | upper)
   return q
 
 # ---------------- cubin (ELF) ----------------

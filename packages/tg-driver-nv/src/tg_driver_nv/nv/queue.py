@@ -1,7 +1,7 @@
 """GPFIFO channels and the command encoding of the NV device: method headers, host semaphores for signals, compute launches
 through QMDs, copy-engine transfers. Every wait for ring space is bounded and names the channel and the values."""
 from __future__ import annotations
-import ctypes
+import ctypes, functools
 from typing import TYPE_CHECKING, Any
 from tg_uop.runtime.hcq import HCQSignal, HWQueue, wait_until
 from tg_driver_nv.nv import ioctl as I
@@ -12,6 +12,7 @@ if TYPE_CHECKING: from tg_driver_nv.nv.device import NVDevice
 SEC_OP_INC_METHOD = 1
 SUBC_COMPUTE, SUBC_COPY = 1, 4
 
+@functools.cache  # a launch writes the same few headers every time: checked and encoded once each
 def method_header(subc: int, method: int, count: int) -> int:
   """The header word of `count` data words for incrementing methods starting at byte offset `method` on subchannel `subc`."""
   if not (0 <= subc < 8 and 0 <= method < 0x4000 and method % 4 == 0 and 0 < count < 0x2000):
@@ -64,10 +65,12 @@ class GPFifo:
   def push(self, addr: int, nwords: int, device: str, timeout_ms: int | None = None) -> None:
     """Append an entry for `nwords` words at `addr` and ring the doorbell; waits (bounded) while the ring is full."""
     nxt = (self.put + 1) % self.entries
-    # full when advancing put would meet get: wait for the GPU to consume entries
-    wait_until(lambda: 0 if self.gp_get.value == nxt else 1, 1, device=device,
-               what=f"GPFIFO channel {self.name!r} space (put {self.put}, get {self.gp_get.value}, {self.entries} entries)",
-               timeout_ms=timeout_ms)
+    # full when advancing put would meet get: wait for the GPU to consume entries (checked first: the wait's message costs more
+    # than the rest of a push)
+    if self.gp_get.value == nxt:
+      wait_until(lambda: 0 if self.gp_get.value == nxt else 1, 1, device=device,
+                 what=f"GPFIFO channel {self.name!r} space (put {self.put}, get {self.gp_get.value}, {self.entries} entries)",
+                 timeout_ms=timeout_ms)
     self.ring[self.put] = gpfifo_entry(addr, nwords)
     self.put = nxt
     self.kernel.memory_fence()

@@ -2,12 +2,15 @@
 from __future__ import annotations
 from typing import Any
 from tg_uop.dtype import DType, to_np_name
+from tg_uop import device as _device_mod
 from tg_uop.runtime.allocator import Allocator, BufferSpec
 
+# importing the registry module is cheap (plugins load when a device is first opened); importing it once here rather than per call
+# spares `allocator` (every allocate and free) an import statement's microsecond. `Device` is read off the module at each call so
+# that a test's replacement registry is honoured.
 def _get_device(name: str) -> Any:
-  """The `Compiled` device registered as `name` (imported lazily: the registry loads plugins)."""
-  from tg_uop.device import Device
-  return Device[name]
+  """The `Compiled` device registered as `name`."""
+  return _device_mod.Device[name]
 
 def _as_bytes(mv: Any) -> memoryview:
   """`mv` as a flat memoryview of bytes, with a clear error for layouts that are not one contiguous block."""
@@ -55,7 +58,7 @@ class Buffer:
   # ---- memory
   def allocate(self, opaque: Any = None) -> Buffer:
     """Give this buffer device memory (`opaque` to wrap existing memory); a no-op when it already has some."""
-    if self.is_allocated():
+    if hasattr(self, "_buf"):  # is_allocated(), inline: this runs for every kernel's every buffer
       if opaque is not None: raise RuntimeError(f"{self!r} is already allocated: it can't also wrap {opaque!r}")
       return self
     if opaque is not None: self._buf = opaque
@@ -66,14 +69,16 @@ class Buffer:
       self._base.allocate()
       self._buf = allocator._offset(self._base._buf, self.nbytes, self.offset)  # type: ignore[attr-defined]
     else:
-      self._buf = self.allocator.alloc(self.nbytes, self.options)
+      # the memory goes back to the allocator it came from: kept here, which also spares deallocate a registry lookup
+      self._allocator = self.allocator
+      self._buf = self._allocator.alloc(self.size * self.dtype.itemsize, self.options)
       self._owns = True
     return self
 
   def deallocate(self) -> None:
     """Return this buffer's memory to its allocator (views just drop their reference)."""
-    if not self.is_allocated(): return
-    if self._owns: self.allocator.free(self._buf, self.nbytes, self.options)
+    if not hasattr(self, "_buf"): return
+    if self._owns: self._allocator.free(self._buf, self.size * self.dtype.itemsize, self.options)
     del self._buf
     self._owns = False
 

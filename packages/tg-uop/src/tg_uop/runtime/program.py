@@ -1,7 +1,7 @@
 """`Program`: a compiled kernel loaded on a device, called with buffers and launch dimensions."""
 from __future__ import annotations
 import abc
-from typing import Any
+from typing import Any, Callable
 
 def check_launch_dims(global_size: tuple[int, ...], local_size: tuple[int, ...]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
   """`global_size` and `local_size` padded to 3 dimensions, with a clear error when one is not positive ints."""
@@ -22,5 +22,13 @@ class Program(abc.ABC):
   def __call__(self, *bufs: Any, global_size: tuple[int, ...] = (1, 1, 1), local_size: tuple[int, ...] = (1, 1, 1),
                vals: tuple[int, ...] = (), wait: bool = False) -> float | None:
     """Launch on the device's opaque buffers `bufs` with integer variables `vals`; with `wait`, block and return seconds taken."""
+
+  def launcher(self, global_size: tuple[int, ...], local_size: tuple[int, ...]) -> Callable[..., None]:
+    """A callable `launch(*bufs)` that runs this program on opaque buffers with these launch dims, no variables and no timing:
+    what a TinyJit replay calls for each captured kernel. The dims are checked here, once; devices override it to move more
+    per-launch work out of the call."""
+    gs, ls = check_launch_dims(global_size, local_size)
+    def launch(*bufs: Any) -> None: self(*bufs, global_size=gs, local_size=ls)
+    return launch
 
   def __repr__(self) -> str: return f"<{type(self).__name__} {self.name!r} on {getattr(self.device, 'device', self.device)}>"

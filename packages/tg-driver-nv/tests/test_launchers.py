@@ -1,0 +1,76 @@
+"""`Program.launcher` on CUDA, the launch a TinyJit replay calls: the same launch as a plain call with the per-launch work done once,
+against a stand-in for cuLaunchKernel (no GPU needed); and the NV launch path's word-level encodings against the field writers."""
+from __future__ import annotations
+import ctypes, random
+from types import SimpleNamespace
+import pytest
+from tg_driver_nv import cuda_device
+from tg_driver_nv.nv import qmd as QM
+from tg_driver_nv.nv import queue as Q
+
+# ---------------- CUDA ----------------
+
+class _Ctx:
+  """What CUDAProgram's launcher needs of its device: a name and activate()."""
+  device = "CUDA"
+  def __init__(self): self.activations = 0
+  def activate(self): self.activations += 1
+
+@pytest.fixture
+def cuda_launches(monkeypatch):
+  """CUDA launches recorded in `.seen` as (grid, block, the device pointers the driver read through kernelParams) instead of run;
+  each returns `.status`."""
+  rec = SimpleNamespace(seen=[], status=0)
+  def launch(fn, g0, g1, g2, l0, l1, l2, shared, stream, params, extra):
+    n = 0 if params is None else len(params)
+    rec.seen.append(((g0, g1, g2), (l0, l1, l2), [ctypes.c_uint64.from_address(params[i]).value for i in range(n)]))
+    return rec.status
+  monkeypatch.setitem(vars(cuda_device.cuda), "cuLaunchKernel", launch)  # (getattr would bind the real one, loading libcuda)
+  monkeypatch.setattr(cuda_device, "cu_error", lambda status: f"CUDA_ERROR_FAKE ({status})")
+  return rec
+
+def _cuda_program() -> cuda_device.CUDAProgram:
+  prg = object.__new__(cuda_device.CUDAProgram)  # no module to load: the launch goes to the stand-in
+  prg.device, prg.name, prg.fn = _Ctx(), "k", None
+  return prg
+
+def test_cuda_launcher_passes_each_launchs_device_pointers(cuda_launches):
+  prg = _cuda_program()
+  launch = prg.launcher((4, 2), (32,))
+  a, b = ctypes.c_uint64(0x1000), ctypes.c_uint64(0x2000)
+  launch(a, b)
+  a.value = 0x3000  # the same ctypes object holding a new pointer (kept kernelParams must read it at the launch)
+  launch(a, b)
+  c = ctypes.c_uint64(0x4000)
+  launch(c, a)  # other objects: other addresses
+  dims = ((4, 2, 1), (32, 1, 1))
+  assert cuda_launches.seen == [(*dims, [0x1000, 0x2000]), (*dims, [0x3000, 0x2000]), (*dims, [0x4000, 0x3000])]
+  assert prg.device.activations == 3, "the context is checked on every launch"
+
+def test_cuda_launcher_checks_dims_once_and_reports_a_failed_launch(cuda_launches):
+  prg = _cuda_program()
+  with pytest.raises(ValueError, match="global_size"): prg.launcher((0,), (1,))
+  launch = prg.launcher((1,), (1,))
+  cuda_launches.status = 700
+  with pytest.raises(RuntimeError, match=r"cuLaunchKernel\('k', grid=\(1, 1, 1\), block=\(1, 1, 1\)\) on CUDA failed: CUDA_ERROR_FAKE \(700\)"):
+    launch(ctypes.c_uint64(1))
+
+# ---------------- NV encodings (the mock GPU runs NV launchers in test_nv_mock.py) ----------------
+
+@pytest.mark.parametrize("version", sorted(QM.QMD_FIELDS))
+def test_cbuf0_address_written_as_words_equals_the_field_writes(version):
+  rng = random.Random(version)
+  shift = 0 if version == 3 else 6
+  for _ in range(500):
+    base = bytes(rng.getrandbits(8) for _ in range(QM.QMD_SIZES[version]))
+    addr = rng.getrandbits(49 + shift) & ~((1 << shift) - 1)
+    want = bytearray(base)
+    QM.qmd_set(want, "constant_buffer_addr_lower0", (addr >> shift) & 0xFFFFFFFF, version)
+    QM.qmd_set(want, "constant_buffer_addr_upper0", addr >> (32 + shift), version)
+    assert QM.set_cbuf0_address(base, version, addr) == want
+  with pytest.raises(ValueError, match="constant_buffer_addr_upper0"): QM.set_cbuf0_address(bytes(QM.QMD_SIZES[version]), version, 1 << 62)
+
+def test_cached_method_headers_still_refuse_bad_packets():
+  assert Q.method_header(1, 0x2B4, 1) == Q.method_header(1, 0x2B4, 1)
+  for _ in range(2):
+    with pytest.raises(ValueError, match="bad method header"): Q.method_header(0, 0x5D, 1)
