@@ -43,3 +43,34 @@ def test_tinyjit_replays_through_a_cuda_graph():
   for d, ref in outs: np.testing.assert_allclose(d.numpy(), ref, rtol=1e-6)  # each replay wrote a fresh output
   batches = [s for s in f.captured.batched if isinstance(s, GraphBatch)]
   assert batches and all(isinstance(bt.graph, CUDAGraph) for bt in batches) and Device["CUDA"].graph is CUDAGraph
+
+def _tc_opts(kind: str):
+  from tg_codegen.kernel import Opt, OptOps
+  T = Opt(OptOps.TC, 0, 0)
+  def U(a, n): return Opt(OptOps.UPCAST, a, n)
+  def L(a, n): return Opt(OptOps.LOCAL, a, n)
+  def R(a, n): return Opt(OptOps.UNROLL, a, n)
+  return {"heuristic": None, "mma staged cp.async": [T, U(0, 4), U(1, 4), U(1, 2), L(0, 2), L(1, 2), R(2, 2)],
+          "wgmma pipelined": [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4)],
+          "wgmma swizzled": [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4), R(2, 4)]}[kind]
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["heuristic", "mma staged cp.async", "wgmma pipelined", "wgmma swizzled"])
+@pytest.mark.parametrize("dt", ["float16", "bfloat16"])
+def test_tensor_core_matmul_matches_numpy(kind, dt):
+  # float16/bfloat16 matmul through tensor cores: shared-memory tiles with ldmatrix + mma.sync, or wgmma (sm_90a) where the opts
+  # make a warpgroup; inputs are exactly representable, so the float32 accumulations match numpy's closely
+  if (why := cuda_unusable("CUDA")) is not None: pytest.skip(f"CUDA is not usable here: {why}")
+  from tg_uop.device import Device
+  from tg_uop.dtype import dtypes
+  ren = Device["CUDA"].renderer
+  if kind.startswith("wgmma") and not getattr(ren, "wgmma", False): pytest.skip(f"{ren} has no wgmma (needs an sm_90 GPU)")
+  ex = E.half_matmul(512, 512, 512, getattr(dtypes, dt))
+  rng = np.random.default_rng(3)
+  a, b = (rng.integers(-8, 8, (512, 512)) / 8).astype(np.float32), (rng.integers(-8, 8, (512, 512)) / 8).astype(np.float32)
+  if dt == "float16": ins = [a.astype(np.float16), b.astype(np.float16)]
+  else: ins = [(a.view(np.uint32) >> 16).astype(np.uint16), (b.view(np.uint32) >> 16).astype(np.uint16)]  # exact in bfloat16
+  out, spec = E.run_example(ex, "CUDA", ins, _tc_opts(kind))
+  got = out.astype(np.float32) if dt == "float16" else (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+  assert ("wgmma.mma_async" in spec.src) == kind.startswith("wgmma")
+  np.testing.assert_allclose(got, a @ b, rtol=1e-2, atol=1e-2)

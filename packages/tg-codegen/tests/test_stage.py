@@ -82,7 +82,7 @@ def test_cuda_copies_16_bytes_into_padded_rows():
   ex = half_matmul(4096, 4096, 4096)
   src = get_program(ex.ast, ren, hand_coded_optimizations(ex.ast, ren)).src
   # A's tile is 128 rows x 64 halves, padded to 72; B's 64 rows x 128, padded to 136
-  assert "__shared__ __align__(16) half smem0[9216];" in src and "__shared__ __align__(16) half smem1[8704];" in src
+  assert "__shared__ __align__(1024) half smem0[9216];" in src and "__shared__ __align__(1024) half smem1[8704];" in src
   assert "*((tg_half8*)(data1+" in src and "*((tg_half8*)(smem0+" in src
   assert src.count("__syncthreads();") == 2
 

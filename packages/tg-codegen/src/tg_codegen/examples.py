@@ -79,13 +79,13 @@ def conv2d(bs: int, cin: int, cout: int, h: int, w: int, kh: int, kw: int, dt: D
                        [(bs, cout, oh, ow), (bs, cin, h, w), (cout, cin, kh, kw)], ref, dt)
 
 def run_example(ex: ExampleKernel, device: str, inputs: list, opts=None):
-  """Run `ex` on `device` with numpy `inputs` (buffers 1..n); returns (output array, ProgramSpec)."""
+  """Run `ex` on `device` with numpy `inputs` (buffers 1..n; bfloat16 as uint16 bit patterns); returns (output array, ProgramSpec)."""
   import numpy as np
   from tg_uop.runtime.buffer import Buffer
   from tg_uop.device import Device
   from tg_codegen.program import get_program, CompiledRunner
   from tg_uop.dtype import to_np_name
-  npdt = np.dtype(to_np_name(ex.dtype))
+  npdt = np.dtype(to_np_name(ex.dtype)) if ex.dtype != dtypes.bfloat16 else np.dtype(np.uint16)  # bfloat16 as its raw bits
   spec = get_program(ex.ast, Device[device].renderer, opts, device)
   bufs = [Buffer(device, int(np.prod(s)), ex.dtype).allocate() for s in ex.shapes]
   for b, a in zip(bufs[1:], inputs): b.copyin(memoryview(np.ascontiguousarray(a, dtype=npdt)).cast("B"))

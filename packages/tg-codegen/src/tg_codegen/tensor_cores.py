@@ -96,3 +96,68 @@ def ldmatrix_reference(rows: list[tuple], nmat: int, trans: bool) -> list[tuple]
       vals += [m[r][c], m[r + 1][c]] if trans else [m[c][r], m[c][r + 1]]
     out.append(tuple(vals))
   return out
+
+# wgmma (sm_90a): a warpgroup of 4 warps (lanes 0..127) computes D(64 x N) += A(64 x 16) @ B(16 x N), N a multiple of 8 up to
+# 256, reading A and B from shared memory through 64-bit descriptors: bits 0-13 the start address >> 4, 16-29 the leading byte
+# offset >> 4, 32-45 the stride byte offset >> 4, 62-63 the swizzle mode (0 none, 1 128-byte). A is K-major (rows along M, values
+# along K), B N-major (rows along K, values along N: the instruction's B transposed). `wg_offset` is where an element sits for a
+# descriptor (the layouts as the PTX ISA defines them; the device tests check them against cuBLAS results):
+# - no swizzle: core matrices of 8 rows x 16 bytes; K-major: lbo between core matrices along K, sbo along M; N-major: lbo along K
+#   (8-row groups), sbo along N.
+# - 128-byte swizzle: rows of 128 bytes (64 values) in atoms of 8 rows, the 16-byte chunk of each row XORed with the row (mod 8) by
+#   the hardware on the address bits (atoms 1024-byte aligned); K-major: sbo between 8-row groups (lbo unused, K within one row);
+#   N-major: lbo between atoms along N, sbo between 8-row groups along K.
+# Each lane holds N/2 results: element i of lane (warp w, lane l) is at row 16*w + l//4 + 8*((i%4)//2), col 8*(i//4) + 2*(l%4) + i%2
+# (the m16n8 C layout, one 8-column chunk per 4 values).
+@dataclass(frozen=True)
+class WarpGroupMMA:
+  """One `wgmma.mma_async` shape m64nNk16 with float32 accumulators (see above)."""
+  n: int
+  dtype_in: DType
+  dtype_out: DType = dtypes.float32
+  threads: int = 128
+  @property
+  def dims(self) -> tuple[int, int, int]: return (64, self.n, 16)
+  @property
+  def name(self) -> str: return f"WGMMA_64_{self.n}_16_{self.dtype_in.name}_{self.dtype_out.name}".replace(" ", "")
+  def c_elem(self, warp: Any, lane: Any, i: int) -> tuple[Any, Any]:
+    """(row, col) in D of element i of lane `lane` of warp `warp` (ints or index UOps)."""
+    return (warp*16 + lane//4 + 8*((i % 4)//2), (lane % 4)*2 + (i % 2 + 8*(i//4)))
+
+def sw128(off: Any) -> Any:
+  """A 16-bit element offset after the 128-byte swizzle: its 16-byte chunk in the row (bits 3-5) XOR the row mod 8 (bits 6-8)."""
+  return off ^ (((off // 64) % 8) * 8)
+
+def wg_offset(kmajor: bool, swizzle: bool, lbo: int, sbo: int, mn: Any, k: Any, start: Any = 0) -> Any:
+  """Element offset in shared memory of operand element (`mn`, `k`) (A: row m; B: column n) for a descriptor at element `start`,
+  with lbo/sbo in elements (see above; `start` must be 1024-byte aligned when swizzled, up to the K step's offset)."""
+  if kmajor:
+    return sw128(start + (mn // 8)*sbo + (mn % 8)*64 + k) if swizzle else start + (mn % 8)*8 + k % 8 + (k // 8)*lbo + (mn // 8)*sbo
+  return sw128(start + (k // 8)*sbo + (mn // 64)*lbo + (k % 8)*64 + mn % 64) if swizzle else \
+    start + (k % 8)*8 + mn % 8 + (k // 8)*lbo + (mn // 8)*sbo
+
+def wg_kstep(kmajor: bool, swizzle: bool, lbo: int, sbo: int) -> int:
+  """Elements a descriptor's start moves for the next 16 along K."""
+  return 16 if kmajor and swizzle else 2 * (sbo if swizzle else lbo)
+
+def wgmma_reference(wg: WarpGroupMMA, a: Any, b: Any, cs: list[tuple], a_layout: tuple, b_layout: tuple, ksteps: int = 1) -> list[tuple]:
+  """`ksteps` of one warpgroup's wgmma back to back (K = 16*ksteps): `a(off)`/`b(off)` read shared memory at element offsets,
+  `a_layout`/`b_layout` = (start, swizzle, lbo, sbo) in elements (A K-major, B N-major); `cs[lane]` are the accumulators; returns
+  each lane's D."""
+  from tg_uop.dtype import truncate_float
+  m, n = wg.dims[0], wg.dims[1]
+  (sa, swa, la, ska), (sb, swb, lb, skb) = a_layout, b_layout
+  A, B = [[0.0] * (16 * ksteps) for _ in range(m)], [[0.0] * n for _ in range(16 * ksteps)]
+  for s in range(ksteps):
+    a0, b0 = sa + s * wg_kstep(True, swa, la, ska), sb + s * wg_kstep(False, swb, lb, skb)
+    for q in range(16):
+      for r in range(m): A[r][16 * s + q] = float(a(wg_offset(True, swa, la, ska, r, q, a0)))
+      for c in range(n): B[16 * s + q][c] = float(b(wg_offset(False, swb, lb, skb, c, q, b0)))
+  out = []
+  for lane in range(wg.threads):
+    res = []
+    for i in range(n // 2):
+      r, q = wg.c_elem(lane // 32, lane % 32, i)
+      res.append(truncate_float(sum(A[r][j] * B[j][q] for j in range(16 * ksteps)) + float(cs[lane][i]), wg.dtype_out))
+    out.append(tuple(res))
+  return out

@@ -320,6 +320,8 @@ class CUDADevice(Compiled):
     self.arch = f"sm_{self.attribute(cuda.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)}" \
                 f"{self.attribute(cuda.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)}"
     renderer = self._pick_renderer(renderer, ds.arch)
+    if ds.arch is None and renderer.arch == self.arch == "sm_90" and getattr(renderer, "suffix", "") == "CUDA":
+      renderer = type(renderer)("sm_90a")  # Hopper's arch-specific instructions (wgmma) need sm_90a; the code runs on this GPU only
     # code the renderer wrote for an older arch runs on this GPU once compiled for it; an arch-specific target ("sm_90a") stays as is
     target = renderer.arch if renderer.arch and renderer.arch.endswith("a") else self.arch
     suffix = getattr(renderer, "suffix", "")

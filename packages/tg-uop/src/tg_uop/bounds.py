@@ -61,6 +61,8 @@ def min_max(u: UOp) -> tuple:
     if a0 >= 0 and b0 >= 0: return 0, min(a1, b1)
     return _full(u)
   if u.op is Ops.AND: return a0 and b0, a1 and b1
+  if u.op in (Ops.XOR, Ops.OR) and dtypes.is_int(u.dtype) and a0 >= 0 and b0 >= 0:  # no bit above the larger's highest bit
+    return 0, (1 << max(int(a1), int(b1)).bit_length()) - 1
   if u.op is Ops.OR and u.dtype.scalar() == dtypes.bool: return a0 or b0, a1 or b1
   if u.op is Ops.SHL and b0 == b1 and 0 <= b0 < 8 * u.dtype.itemsize: return _fit(u, a0 << b0, a1 << b0)
   if u.op is Ops.SHR and b0 == b1 and 0 <= b0 < 8 * u.dtype.itemsize and a0 >= 0: return a0 >> b0, a1 >> b0

@@ -16,7 +16,7 @@ from tg_uop.runtime.compiled import Compiled
 from tg_uop.runtime.compiler import CompileError, Compiler
 from tg_uop.runtime.program import Program, check_launch_dims
 from tg_uop.runtime.renderer import Renderer
-from tg_codegen.tensor_cores import MMA_TENSOR_CORES, parse_wmma_arg, mma_reference, ldmatrix_reference
+from tg_codegen.tensor_cores import MMA_TENSOR_CORES, parse_wmma_arg, mma_reference, ldmatrix_reference, WarpGroupMMA, wgmma_reference
 
 # ---- scalar encodings: how each dtype is laid out in memory ----
 def _fp8e4m3_decode(b: int) -> float:
@@ -102,6 +102,7 @@ class PythonRenderer(Renderer):
   has_local, has_shared, supports_float4 = True, True, True
   async_copy = True  # cp.async-staged tiles run as plain loads and stores: the same program, checked without a GPU
   ldmatrix = True    # emulated warp-wide (`tensor_cores.ldmatrix_reference`)
+  wgmma = True       # emulated warpgroup-wide (`tensor_cores.wgmma_reference`)
   supported_ops = frozenset(python_alu)
   tensor_cores: list = list(MMA_TENSOR_CORES)  # emulated exactly (`mma_reference`), so the TC opt is tested without a GPU
 
@@ -233,11 +234,29 @@ class PythonProgram(Program):
       raise RuntimeError(f"PYTHON kernel {self.name!r}: in block {gid}, threads reached different BARRIER/WMMA uops (divergent control flow)")
     op, _, _, arg = self.insts[reqs[0][0]]
     if op is Ops.LOAD: return self._ldmatrix(reqs, arg, gid)
+    if str(arg[0]).startswith("WGMMA"): return self._wgmma(reqs, arg, gid)
     tc = parse_wmma_arg(arg)
     if len(reqs) % tc.threads:
       raise RuntimeError(f"PYTHON kernel {self.name!r}: WMMA needs blocks of whole warps ({tc.threads}), got {len(reqs)} threads")
     out: list[Any] = []
     for w in range(0, len(reqs), tc.threads): out += mma_reference(tc, [q[1:] for q in reqs[w:w + tc.threads]])
+    return out
+
+  def _wgmma(self, reqs: list[Any], arg: tuple, gid: tuple[int, ...]) -> list[Any]:
+    # a warpgroup's 128 lanes read A and B through the (same) descriptors: pointers into shared memory and the layouts in the arg
+    wg = WarpGroupMMA(arg[1][1], arg[2], arg[3])
+    if len(reqs) % wg.threads:
+      raise RuntimeError(f"PYTHON kernel {self.name!r}: WGMMA needs blocks of whole warpgroups (128 threads), got {len(reqs)}")
+    _, a_layout, b_layout, ksteps, _pipelined = arg[6]
+    out: list[Any] = []
+    for w in range(0, len(reqs), wg.threads):
+      group = reqs[w:w + wg.threads]
+      (am, ai, _), (bm, bi, _) = group[0][1], group[0][2]
+      if any(q[1][1] != ai or q[2][1] != bi for q in group):
+        raise RuntimeError(f"PYTHON kernel {self.name!r}: the lanes of a warpgroup gave different WGMMA descriptors")
+      (la, sa_, swa), (lb, sb_, swb) = a_layout, b_layout
+      out += wgmma_reference(wg, lambda o: am.load(self.name, o, 1), lambda o: bm.load(self.name, o, 1), [q[3] for q in group],
+                             (ai, swa, la, sa_), (bi, swb, lb, sb_), ksteps)
     return out
 
   def _ldmatrix(self, reqs: list[Any], arg: tuple, gid: tuple[int, ...]) -> list[Any]:

@@ -16,6 +16,7 @@ from tg_uop.helpers import prod
 from tg_codegen.kernel import KernelInfo, AxisType, reduce_identity
 from tg_codegen.lower.tensor_core import accumulate, apply_tc
 from tg_codegen.lower.stage import stage_operands
+from tg_codegen.lower.wgmma import wgmma_applies, apply_wgmma
 
 @dataclass(frozen=True)
 class Lowered:
@@ -328,7 +329,9 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   from tg_uop.rewrite import graph_rewrite
   from tg_codegen.lower.decompose import supported_ops, native_dtypes
   sink = _simplify_indices(rebuild(ast, info))
-  if info.tc is not None: sink = apply_tc(stage_operands(sink, info, ren), info, ren)
+  if info.tc is not None:
+    sink = apply_wgmma(sink, info, plan, ren) if (plan := wgmma_applies(sink, info, ren)) is not None else \
+      apply_tc(stage_operands(sink, info, ren), info, ren)
   elif (vr := vector_axis(sink, info, ren)) is not None:
     sink = vectorize(sink, vr)
     info = replace(info, axes=tuple(a for a in info.axes if a.rng is not vr))

@@ -83,6 +83,6 @@ def apply_tc(sink: UOp, info: KernelInfo, ren) -> UOp:
 def accumulate(acc: UOp, x: UOp) -> UOp:
   """`acc + x` where `x` is a sum of `WMMA(a, b, 0)`s: each one takes the running sum as its C (the tensor core adds it for free)."""
   if x.op is Ops.WMMA and all(c.op is Ops.CONST and c.arg == 0 for c in (x.src[2].src if x.src[2].op is Ops.VECTORIZE else (x.src[2],))):
-    return x.replace(src=(x.src[0], x.src[1], acc))
+    return x.replace(src=(x.src[0], x.src[1], acc, *x.src[3:]))  # (a wgmma's 4th source orders it after its tiles' copies)
   if x.op is Ops.ADD and any(s.op in (Ops.WMMA, Ops.ADD) for s in x.src): return accumulate(accumulate(acc, x.src[0]), x.src[1])
   return acc + x

@@ -18,7 +18,7 @@ from tg_uop.ops import Ops, GroupOp
 from tg_uop.uop import UOp
 from tg_uop.runtime.renderer import Renderer, load_alt
 
-from tg_codegen.tensor_cores import TensorCore, MMA_TENSOR_CORES, parse_wmma_arg  # noqa: F401  (re-exported for ptx.py)
+from tg_codegen.tensor_cores import TensorCore, MMA_TENSOR_CORES, parse_wmma_arg, wg_kstep  # noqa: F401  (re-exported for ptx.py)
 
 def arch_number(arch: str, renderer: str) -> int:
   """The compute capability in `sm_90` / `sm_90a` as an int (90), with a clear error for other spellings."""
@@ -114,6 +114,7 @@ class CUDARenderer(Renderer):
     self.tensor_cores = list(MMA_TENSOR_CORES) if self.arch_num >= 80 else []
     self.async_copy = self.arch_num >= 80  # cp.async: the lowering may stage tensor-core tiles double-buffered
     self.ldmatrix = self.arch_num >= 75    # tensor-core fragments from shared memory in one instruction
+    self.wgmma = self.arch == "sm_90a"     # Hopper's warpgroup MMA needs the arch-specific target (tg_codegen.lower.wgmma)
 
   # ---- types ----
   def _scalar(self, dt: DType) -> str:
@@ -202,7 +203,10 @@ class CUDARenderer(Renderer):
     check_kernel_name(name)
     self.r: dict[UOp, str] = {}
     self.structs: dict[str, DType] = {}
-    self.need_bitcast = False
+    self.need_bitcast = self.need_wgdesc = self.wgmma_pending = False
+    # pipelined WGMMAs accumulate in place in their register array: the accumulator's load before them and store after are elided
+    self.inplace = {u.src[2]: u for u in uops if u.op is Ops.WMMA and str(u.arg[0]).startswith("WGMMA") and u.arg[6][4] and
+                    u.src[2].op is Ops.LOAD and u.src[2].src[0].src[0].op is Ops.DEFINE_REG and u.src[2].src[0].src[1].op is Ops.CONST}
     params: list[tuple[int, str]] = []
     vars_: list[str] = []
     body: list[str] = []
@@ -240,7 +244,9 @@ class CUDARenderer(Renderer):
         emit(f"int {self.r[u]} = {'blockIdx' if kind == 'gidx' else 'threadIdx'}.{'xyz'[dim]}; /* {self.r[u.src[0]]} */")
       elif op is Ops.DEFINE_LOCAL:
         self.r[u] = fresh("smem")
-        emit(f"__shared__ __align__(16) {self._type(u.dtype.base)} {self.r[u]}[{u.dtype.size}];")
+        # 1024-byte aligned where that big: wgmma's 128-byte swizzle works on the address bits of 1024-byte atoms
+        align = 1024 if u.dtype.size * u.dtype.base.itemsize >= 1024 else 16
+        emit(f"__shared__ __align__({align}) {self._type(u.dtype.base)} {self.r[u]}[{u.dtype.size}];")
       elif op is Ops.DEFINE_REG:
         self.r[u] = fresh("acc")
         emit(f"{self._type(u.dtype.base)} {self.r[u]}[{u.dtype.size}];")
@@ -254,16 +260,22 @@ class CUDARenderer(Renderer):
       elif op in (Ops.END, Ops.ENDIF):
         depth -= 1
         emit("}")
+        if op is Ops.END and self.wgmma_pending:  # the loop's last WGMMAs were only committed: wait before their results are read
+          emit('asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");')
+          self.wgmma_pending = False
       elif op is Ops.IF:
         emit(f"if ({self.r[u.src[0]]}) {{")
         depth += 1
-      elif op is Ops.BARRIER:
-        if u.arg in ("commit", "wait1"): emit('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
-        if u.arg == "wait1": emit('asm volatile("cp.async.wait_group 1;\\n" ::: "memory");')
+      elif op is Ops.BARRIER:  # arg: None, "commit" (cp.async group), "wait1" (commit, wait for all but it), "*_proxy" (for wgmma)
+        if u.arg in ("commit", "wait1", "wait1_proxy"): emit('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
+        if u.arg in ("wait1", "wait1_proxy"): emit('asm volatile("cp.async.wait_group 1;\\n" ::: "memory");')
+        if u.arg in ("async_proxy", "wait1_proxy"): emit('asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");')
+        if u.arg == "wgmma_wait1": emit('asm volatile("wgmma.wait_group.sync.aligned 1;\\n" ::: "memory");')
         if u.arg != "commit": emit("__syncthreads();")
       elif op is Ops.INDEX:
         self.r[u] = f"({self.r[u.src[0]]}+{self.r[u.src[1]]})"
         if len(u.src) > 2: gates[u] = self.r[u.src[2]]
+      elif op is Ops.LOAD and u in self.inplace: self.r[u] = "<in place>"
       elif op is Ops.LOAD and u.arg == "async": self.r[u] = "<async>"  # its STORE copies memory to memory (cp.async)
       elif op is Ops.LOAD and type(u.arg) is tuple:  # ("ldmatrix", matrices, trans): see tg_codegen.tensor_cores
         _, nmat, trans = u.arg
@@ -274,6 +286,7 @@ class CUDARenderer(Renderer):
              f'[%{nmat}];\\n" : {outs} : "r"((unsigned)__cvta_generic_to_shared({self.r[u.src[0]]})));')
       elif op is Ops.STORE and u.arg == "async": self._render_async_copy(u, gates, emit)
       elif op is Ops.LOAD: self._render_load(u, gates, define)
+      elif op is Ops.STORE and u.src[1] in self.inplace.values() and u.src[0] is u.src[1].src[2].src[0]: pass  # updated in place
       elif op is Ops.STORE: self._render_store(u, gates, emit)
       elif op is Ops.VECTORIZE: define(u, "vec", self._make(u.dtype, [self.r[s] for s in u.src]))
       elif op is Ops.GEP:
@@ -291,6 +304,7 @@ class CUDARenderer(Renderer):
         sdt, ddt = u.src[0].dtype.scalar(), u.dtype.scalar()
         if u.dtype.count == 1: define(u, "cast", f(self.r[u.src[0]], sdt, ddt))
         else: define(u, "cast", self._make(u.dtype, [f(x, sdt, ddt) for x in self._lanes(u.src[0])]))
+      elif op is Ops.WMMA and str(u.arg[0]).startswith("WGMMA"): self._render_wgmma(u, fresh, emit)
       elif op is Ops.WMMA:
         tc = parse_wmma_arg(u.arg)
         fn = f"tg_wmma_{tc.dtype_in.name.replace('__', '')}_{tc.dims[0]}{tc.dims[1]}{tc.dims[2]}"
@@ -320,6 +334,35 @@ class CUDARenderer(Renderer):
       expr = f"({gates[idx]}?{expr}:{self.r[load_alt(u)]})"
     define(u, "val", expr)
 
+  def _render_wgmma(self, u: UOp, fresh, emit):
+    """WMMA with a WGMMA arg (tg_codegen.lower.wgmma): descriptors from the two shared-memory pointers and the layouts in the arg,
+    then fence, wgmma.mma_async (D += A @ B, B N-major), commit and wait for it, on the accumulator's registers."""
+    if self.arch != "sm_90a": raise ValueError(f"wgmma needs the sm_90a target, this CUDARenderer is {self.arch!r}")
+    _, (_, n, _), din, _, _, _, (_, (alo, aso, asw), (blo, bso, bsw), ksteps, pipelined) = u.arg
+    it, nc, isz = ("f16" if din == dtypes.float16 else "bf16"), n // 2, din.itemsize
+    self.need_wgdesc = True
+    if u.src[2] in self.inplace:  # the accumulator's own registers, left untouched while the WGMMA runs
+      acc, off = self.r[u.src[2].src[0].src[0]], u.src[2].src[0].src[1].arg
+      self.r[u], lanes = "<in place>", [f"{acc}[{off + i}]" for i in range(nc)]
+    else:
+      d = self.r[u] = fresh("wg")
+      emit(f"{self._type(u.dtype)} {d} = {self.r[u.src[2]]};")
+      lanes = [f"{d}.v{i}" for i in range(nc)]
+    da, db = fresh("desc"), fresh("desc")
+    emit(f"unsigned long long {da} = tg_wgdesc({self.r[u.src[0]]}, {alo * isz}, {aso * isz}, {int(asw)}), "
+         f"{db} = tg_wgdesc({self.r[u.src[1]]}, {blo * isz}, {bso * isz}, {int(bsw)});")
+    regs = ",".join(f"%{i}" for i in range(nc))
+    outs = ", ".join(f'"+f"({x})' for x in lanes)
+    # step s of 16 along K starts `wg_kstep` further in both tiles: added to the descriptors' address fields
+    ka, kb = wg_kstep(True, asw, alo, aso) * isz, wg_kstep(False, bsw, blo, bso) * isz
+    descs = ", ".join(f'"l"({da} + {(s * ka) >> 4}ull), "l"({db} + {(s * kb) >> 4}ull)' for s in range(ksteps))
+    mmas = "".join(f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{it}.{it} {{{regs}}}, %{nc + 2 * s}, %{nc + 2 * s + 1}, p, 1, 1, 0, 1;\\n"
+                   for s in range(ksteps))
+    wait = "" if pipelined else "wgmma.wait_group.sync.aligned 0;"
+    emit(f'asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{nc + 2 * ksteps}, 0;\\nwgmma.fence.sync.aligned;\\n{mmas}'
+         f'wgmma.commit_group.sync.aligned;\\n{wait}\\n}}\\n" : {outs} : {descs}, "r"(1) : "memory");')
+    self.wgmma_pending |= bool(pipelined)
+
   def _render_async_copy(self, u: UOp, gates: dict[UOp, str], emit):
     """STORE(shared INDEX, LOAD(global INDEX), arg="async"): a 16-byte cp.async (skipped where the global index is gated off)."""
     dst, src = u.src[0], u.src[1].src[0]
@@ -345,6 +388,10 @@ class CUDARenderer(Renderer):
     if dtypes.float16 in dts or any(tc.dtype_in == dtypes.float16 for tc in wmmas.values()): out.append("#include <cuda_fp16.h>")
     if dtypes.bfloat16 in dts or any(tc.dtype_in == dtypes.bfloat16 for tc in wmmas.values()): out.append("#include <cuda_bf16.h>")
     out += self._struct_defs()
+    if getattr(self, "need_wgdesc", False):  # a wgmma shared-memory descriptor: address, leading and stride byte offsets, no swizzle
+      out.append("__device__ __forceinline__ unsigned long long tg_wgdesc(const void* p, unsigned lbo, unsigned sbo, unsigned swizzle) { "
+                 "return (unsigned long long)(((unsigned)__cvta_generic_to_shared(p) & 0x3FFFF) >> 4) | ((unsigned long long)(lbo >> 4) << 16) | "
+                 "((unsigned long long)(sbo >> 4) << 32) | ((unsigned long long)swizzle << 62); }")
     if self.need_bitcast:
       out.append("template <class T, class F> __device__ __forceinline__ T tg_bitcast(F f) { T t; memcpy(&t, &f, sizeof(T)); return t; }")
     for fn, tc in wmmas.items():

@@ -1,0 +1,199 @@
+"""Lowering the TC opt to Hopper's warpgroup MMA (`wgmma.mma_async`, sm_90a) where the kernel's shape allows it.
+
+A warpgroup is the 4 warps of a LOCAL axis of size 4 over M that is the kernel's last LOCAL (it becomes threadIdx.y, right above the
+32 lanes): together they take 64 rows (4 x the tensor core's 16), and the UPCASTs of N make the instruction's N (8 x their sizes, up
+to 256). Both operands are staged in shared memory in the layouts the descriptors describe (`tg_codegen.tensor_cores`: core
+matrices of 8 rows x 16 bytes; A K-major, B N-major), copied 16 bytes at a time with coalesced global reads and conflict-free
+shared stores. Each iteration of the K loop is then one WGMMA per remaining M upcast: its K steps of 16 (the UNROLLs of K) issue
+back to back on one accumulator (N/2 floats a lane). The stores take the wgmma result layout. Where three sets of tiles fit in
+shared memory the copies are cp.async one iteration ahead and the WGMMAs asynchronous: BARRIER after waiting for all but the last
+WGMMA group, copies for i+1, wait for i's copies + proxy fence + BARRIER, WGMMAs of i (committed, not waited for; the renderer keeps
+the accumulators in place and waits for them after the loop). Otherwise: BARRIER, copies, proxy fence + BARRIER, WGMMAs waited for.
+
+Needs: a float16/bfloat16 tensor core, both operands plain loads whose K (A) and N (B) run along memory 16-byte aligned, and the
+tiles within the renderer's shared memory; otherwise the TC opt lowers to mma.sync (`tensor_core.apply_tc`)."""
+from __future__ import annotations
+from tg_uop.dtype import dtypes
+from tg_uop.helpers import prod
+from tg_uop.ops import Ops
+from tg_uop.uop import UOp
+from tg_codegen.kernel import AxisType, KernelInfo, mma_operands
+from tg_codegen.lower.stage import TC_STAGE, _stride
+from tg_codegen.tensor_cores import WarpGroupMMA, wg_offset
+
+def _radix(axes: list) -> list[tuple[UOp, int, int]]:
+  """(range, size, stride) of `axes` as digits of one number, the last innermost."""
+  out, s = [], 1
+  for a in reversed(axes):
+    out.append((a.rng, a.size, s))
+    s *= a.size
+  return out[::-1]
+
+def _value(axes: list, at: dict | None = None) -> UOp:
+  """The number whose digits are `axes`' ranges (or their values in `at`)."""
+  at = at or {}
+  return sum((at.get(r, r) * s for r, _, s in _radix(axes)), start=UOp.const(dtypes.index, 0))
+
+def _digits(x: UOp, axes: list) -> dict[UOp, UOp]:
+  """Each of `axes`' ranges at its digit of `x`."""
+  return {r: (x // s) % n if n > 1 else x.const_like(0) for r, n, s in _radix(axes)}
+
+class _Plan:
+  """Everything the wgmma lowering needs, or the reason it can't apply (`why`)."""
+  def __init__(self, sink: UOp, info: KernelInfo, ren):
+    self.why = None
+    sel, m, n, k, lane = info.tc
+    ax = {a.rng: a for a in info.axes}
+    tc = ren.tensor_cores[sel]
+    self.m, self.n, self.k, self.lane = m, n, k, lane
+    self.red = next(u for u in sink.toposort() if u.op is Ops.REDUCE and k in u.src[1:])
+    m_id, n_id, k_id = ax[m].origin, ax[n].origin, ax[k].origin
+    locals_ = [a for a in info.axes if a.type is AxisType.LOCAL]
+    if any(a.type is AxisType.GROUP_REDUCE for a in info.axes): self.why = "a GROUP reduce"; return
+    if not locals_ or locals_[-1].origin != m_id or locals_[-1].size != 4: self.why = "no warpgroup (the last LOCAL must be M by 4)"; return
+    self.warp, self.locals = locals_[-1].rng, [a.rng for a in locals_]
+    self.nups = [a for a in info.axes if a.type is AxisType.UPCAST and a.origin == n_id]
+    self.wg = WarpGroupMMA(8 * prod(a.size for a in self.nups), tc.dtype_in)
+    if self.wg.n > 256: self.why = f"N = {self.wg.n} > 256"; return
+    a, b = mma_operands(self.red)
+    if m not in a.toposort(): a, b = b, a
+    self.a, self.b = a, b
+    for x in (a, b):
+      if x.op is not Ops.LOAD or len(x.src) != 1 or x.src[0].op is not Ops.INDEX or len(x.src[0].src) != 2 or \
+         x.src[0].src[0].op is not Ops.DEFINE_GLOBAL or x.dtype != tc.dtype_in:
+        self.why = "an operand is not a plain load"; return
+    role = lambda o, types: [x for x in info.axes if x.origin == o and x.type in types]  # noqa: E731
+    inner = (AxisType.LOCAL, AxisType.UPCAST)
+    # digit order: the warpgroup's 64 rows (warp, then the tensor core's 16) and one WGMMA's N columns (N upcasts, then 8) innermost
+    self.mrole = [x for x in role(m_id, inner) if x.rng is not self.warp] + [ax[self.warp], ax[m]]
+    self.nrole = [x for x in role(n_id, inner) if x not in self.nups] + self.nups + [ax[n]]
+    self.krole = role(k_id, (AxisType.UNROLL,)) + [ax[k]]
+    tile = {x.rng for x in info.axes if x.type in (AxisType.LOCAL, AxisType.UPCAST, AxisType.UNROLL, AxisType.TC)}
+    for x, own in ((a, self.mrole + self.krole), (b, self.nrole + self.krole)):
+      used = {u for u in x.src[0].src[1].toposort() if u.op is Ops.RANGE} & tile
+      if not used <= {r.rng for r in own}: self.why = "an operand uses the other operand's axes"; return
+    ia, ib = a.src[0].src[1], b.src[0].src[1]
+    rng_a, rng_b = [u for u in ia.toposort() if u.op is Ops.RANGE], [u for u in ib.toposort() if u.op is Ops.RANGE]
+    if _stride(ia, k, rng_a) != 1 or _stride(ib, n, rng_b) != 1: self.why = "A's K or B's N doesn't run along memory"; return
+    for idx, runs in ((ia, [k]), (ib, [n])):
+      if idx.substitute({r: r.const_like(0) for r in runs}).simplify().const_factor() % 8: self.why = "rows not 16-byte aligned"; return
+    self.bm, self.bn, self.bk = (prod(x.size for x in r) for r in (self.mrole, self.nrole, self.krole))
+    self.threads = 32 * prod(r.src[0].arg for r in self.locals)
+    used_smem = sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
+    self.smem_bytes, self.smem_budget = (self.bm * self.bk + self.bk * self.bn) * tc.dtype_in.itemsize, getattr(ren, "shared_max", 0) - used_smem
+    if self.smem_bytes > self.smem_budget:
+      self.why = "tiles exceed shared memory"; return
+    self.loops = [r for r in self.red.src[1:] if ax.get(r) is not None and ax[r].type is AxisType.REDUCE]
+    # layouts (lbo, sbo, 128-byte swizzle) in elements. Swizzled where a row of 128 bytes is exactly the iteration's K (A) and N
+    # comes in atoms of 64 (B): A's 8-row groups 1024 bytes apart; B's atoms along N 1024 bytes apart, its 8-row groups along K
+    # hold all of N. Otherwise core matrices: A's along K adjacent (lbo 64), 8-row groups holding all of K (sbo 8*BK); B's along N
+    # adjacent (sbo 64), 8-row groups along K holding all of N (lbo 8*BN)
+    self.swizzle = self.bk == 64 and self.wg.n % 64 == 0
+    self.a_layout = (8, 512, True) if self.swizzle else (64, 8 * self.bk, False)
+    self.b_layout = (512, 8 * self.bn, True) if self.swizzle else (8 * self.bn, 64, False)
+
+def wgmma_applies(sink: UOp, info: KernelInfo, ren) -> _Plan | None:
+  """The plan when the TC opt of `info` lowers to wgmma on `ren` (see the module docstring), else None."""
+  if not TC_STAGE or not getattr(ren, "wgmma", False) or info.tc is None: return None
+  p = _Plan(sink, info, ren)
+  return p if p.why is None else None
+
+def _tid(p: _Plan) -> UOp:
+  t = p.lane
+  for r in p.locals: t = t + r * (t.vmax + 1)
+  return t
+
+def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
+  """`sink` (after `rebuild`) with the tensor core's reduction as WGMMAs over staged tiles and its stores in the wgmma layout."""
+  dt = p.a.dtype
+  nid = max([u.arg for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL] + [-1]) + 1
+  asz, bsz = p.bm * p.bk, p.bk * p.bn
+  # double-buffered with cp.async where there is one K loop and twice the tiles fit: the next iteration's tiles are copied while
+  # this one's WGMMAs run (see stage.py for the barriers)
+  # three buffers where they fit: the WGMMAs of iteration i run while iteration i+1's copies land (buffer (i+1)%3 was read by the
+  # WGMMAs of i-2, finished by then: each iteration starts by waiting for all but the last WGMMA group)
+  pipe = getattr(ren, "async_copy", False) and len(p.loops) == 1 and 3 * p.smem_bytes <= p.smem_budget
+  nbuf = 3 if pipe else 1
+  sa = UOp(Ops.DEFINE_LOCAL, dt.ptr(nbuf * asz, "local"), (), nid)
+  sb = UOp(Ops.DEFINE_LOCAL, dt.ptr(nbuf * bsz, "local"), (), nid + 1)
+  tid = _tid(p)
+  kin, nin = p.krole[:-1], p.nrole[:-1]  # the K digits above the tensor core's 16; the N digits above its 8
+  def k_at(k8: UOp) -> dict:  # K digits for K = 8*k8: the tensor core's part as 8*(k8 % 2), so alignment stays visible
+    return {p.k: (k8 % 2) * 8, **_digits(k8 // 2, kin)}
+  na, nb = asz // 8, bsz // 8
+  def copies() -> list[tuple]:  # (slot, slots in all, buffer, global index, shared buffer, offset) of each 16-byte copy
+    out = []
+    for j in range(-(-na // p.threads)):  # A: 8 threads fill one core matrix (8 rows of 16 bytes)
+      q = tid + j * p.threads
+      r8, kq, mg = q % 8, (q // 8) % (p.bk // 8), q // (8 * (p.bk // 8))
+      gi = p.a.src[0].src[1].substitute({**_digits(mg * 8 + r8, p.mrole), **k_at(kq)})
+      out.append((q, na, p.a.src[0].src[0], gi, sa, wg_offset(True, p.swizzle, *p.a_layout[:2], mg * 8 + r8, kq * 8), asz))
+    for j in range(-(-nb // p.threads)):  # B: 8 threads fill one core matrix (8 K rows of 16 bytes along N)
+      q = tid + j * p.threads
+      r8, nq, kg = q % 8, (q // 8) % (p.bn // 8), q // (8 * (p.bn // 8))
+      kk = kg * 8 + r8
+      gi = p.b.src[0].src[1].substitute({p.n: p.n.const_like(0), **_digits(nq, nin), p.k: kk % 16, **_digits(kk // 16, kin)})
+      out.append((q, nb, p.b.src[0].src[0], gi, sb, wg_offset(False, p.swizzle, *p.b_layout[:2], nq * 8, kk), bsz))
+    return out
+  def copy(q, total, buf, gi, smem, off, after, gate=None, kind=None) -> UOp:  # 16 bytes; gated off past the tile's end
+    if total % p.threads: gate = (q < total) if gate is None else gate & (q < total)
+    ld = UOp(Ops.LOAD, dt.vec(8), (buf.index(gi),) if gate is None else (buf.index(gi, gate=gate), UOp.const(dt.vec(8), 0)), kind)
+    return UOp(Ops.STORE, dtypes.void, (smem.index(off) if gate is None else smem.index(off, gate=gate), ld, *after), kind)
+  # the tiles are written by ordinary stores or cp.async and read by the tensor cores through the async proxy: each thread fences
+  # its writes for that proxy before the sync
+  if not pipe:
+    free = UOp(Ops.BARRIER, dtypes.void, tuple(p.loops))  # the previous iteration's WGMMAs are done
+    ready = UOp(Ops.BARRIER, dtypes.void, tuple(copy(q, t, b, gi, sm, off, (free,)) for q, t, b, gi, sm, off, _ in copies()), "async_proxy")
+    cur = {sa: 0, sb: 0}
+  else:
+    loop = p.loops[0]
+    first = [copy(q, t, b, gi.substitute({loop: loop.const_like(0)}), sm, off, (), kind="async") for q, t, b, gi, sm, off, _ in copies()]
+    free = UOp(Ops.BARRIER, dtypes.void, (loop, UOp(Ops.BARRIER, dtypes.void, tuple(first), "commit")), "wgmma_wait1")
+    later = [copy(q, t, b, gi.substitute({loop: loop + 1}), sm, off + ((loop + 1) % 3) * size, (free,), gate=(loop + 1) < loop.src[0],
+                  kind="async") for q, t, b, gi, sm, off, size in copies()]
+    ready = UOp(Ops.BARRIER, dtypes.void, tuple(later), "wait1_proxy")
+    cur = {sa: (loop % 3) * asz, sb: (loop % 3) * bsz}
+  # one WGMMA per remaining M upcast, covering every K step of 16 of the iteration (the UNROLLs of K) on one accumulator:
+  # descriptors at the warpgroup's first row and the iteration's first K
+  m0 = _value(p.mrole, {p.warp: p.warp.const_like(0), p.m: p.m.const_like(0)})
+  k0 = UOp.const(dtypes.index, 0)
+  ksteps = p.bk // 16
+  n0 = _value(p.nrole, {p.n: p.n.const_like(0), **{x.rng: x.rng.const_like(0) for x in p.nups}})
+  nc = p.wg.n // 2
+  out_dt = dtypes.float32.vec(nc)
+  # pipelined, a WGMMA is only committed (the next iteration's first barrier waits for it, the loop's end for the last one)
+  arg = (p.wg.name, p.wg.dims, dt, dtypes.float32, ren.device, p.wg.threads, ("wgmma", p.a_layout, p.b_layout, ksteps, pipe))
+  w = UOp(Ops.WMMA, out_dt, (sa.index(wg_offset(True, p.swizzle, *p.a_layout[:2], m0, k0) + cur[sa]),
+                             sb.index(wg_offset(False, p.swizzle, *p.b_layout[:2], n0, k0) + cur[sb]),
+                             UOp.const(out_dt, 0.0), ready), arg)
+  rest = tuple(r for r in p.red.src[1:] if r is not p.k and r not in {x.rng for x in p.krole})
+  res = UOp(Ops.REDUCE, out_dt, (w, *rest), Ops.ADD) if rest else w
+  if p.red.dtype != dtypes.float32: res = res.cast(p.red.dtype.vec(nc))
+  gone = {p.m, p.n, *(x.rng for x in p.nups)}
+  g, t = p.lane // 4, p.lane % 4
+  def at(i: int) -> dict:  # element i of a lane: the tensor core's row and column, and the N upcasts' digits of its 8-column chunk
+    return {p.m: g + 8 * ((i % 4) // 2), p.n: t * 2 + i % 2, **{r: r.const_like(v) for r, v in _chunk(p.nups, i // 4).items()}}
+  new: dict[UOp, UOp] = {}
+  for u in sink.toposort():
+    if u is p.red:
+      new[u] = res
+      continue
+    src = [new[s] for s in u.src]
+    if u.op is Ops.END and p.m in u.src and p.n in u.src:
+      vals = [v for v in u.src if v.op is not Ops.RANGE]
+      xs = [v.substitute({p.red: res.gep(i)}).substitute(at(i)) for i in range(nc) for v in vals]
+      rr = [r for r in u.src if r.op is Ops.RANGE and r not in gone]
+      new[u] = UOp(Ops.END, dtypes.void, (*xs, *rr)) if rr else UOp(Ops.SINK, dtypes.void, tuple(xs))
+    else: new[u] = u if all(x is y for x, y in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
+  out = new[sink]
+  if any(x in out.toposort() for x in (*gone, *(x.rng for x in p.krole))):
+    raise ValueError(f"wgmma lowering of {info.name}: the tensor core's M/N/K or N upcast ranges are still used outside the reduction")
+  return UOp(Ops.SINK, dtypes.void, tuple(x for s in out.src for x in (s.src if s.op is Ops.SINK else (s,))), out.arg)
+
+def _chunk(nups: list, c: int) -> dict:
+  """The N upcasts' values (ints) for 8-column chunk `c` of a WGMMA's result."""
+  out, s = {}, 1
+  for a in reversed(nups):
+    out[a.rng] = (c // s) % a.size
+    s *= a.size
+  return out

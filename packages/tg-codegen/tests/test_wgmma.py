@@ -1,0 +1,66 @@
+"""Hopper's warpgroup MMA (`tg_codegen.lower.wgmma`): the PYTHON device runs WGMMA warpgroup-wide from the shared-memory
+descriptors (`tensor_cores.wgmma_reference`), so the staged tiles, their layouts (core matrices, 128-byte swizzle), the cp.async
+pipeline and the result layout are checked against numpy here; the CUDA C is compiled with nvcc for sm_90a where installed. The
+H100 runs of the same kernels are in tests/test_cuda_end_to_end.py (marked gpu)."""
+from __future__ import annotations
+import itertools, os, shutil, subprocess, tempfile
+import numpy as np
+import pytest
+from tg_uop.dtype import dtypes
+from tg_codegen.examples import half_matmul, run_example
+from tg_codegen.kernel import Opt, OptOps
+from tg_codegen.opt.heuristic import hand_coded_optimizations
+from tg_codegen.program import get_program
+from tg_codegen.renderer.cuda import CUDARenderer
+from tg_codegen.tensor_cores import wg_offset, wg_kstep
+
+T = Opt(OptOps.TC, 0, 0)
+def U(a, n): return Opt(OptOps.UPCAST, a, n)
+def L(a, n): return Opt(OptOps.LOCAL, a, n)
+def R(a, n): return Opt(OptOps.UNROLL, a, n)
+
+# (M, N, K), opts, what they exercise. The warpgroup is the last LOCAL: M by 4
+CASES = [((64, 16, 32), [T, U(1, 2), L(0, 4)], "sync, core matrices"),
+         ((128, 32, 64), [T, U(1, 2), U(0, 2), L(0, 4), R(1, 2)], "cp.async pipeline, two WGMMAs an iteration, K steps"),
+         ((128, 64, 32), [T, U(1, 2), L(1, 2), L(0, 4)], "two warpgroups along N"),
+         ((128, 64, 64), [T, U(1, 4), U(1, 2), U(0, 2), L(0, 4), R(0, 4)], "128-byte swizzle")]
+
+@pytest.mark.parametrize("shape,opts,what", CASES, ids=[c[2] for c in CASES])
+def test_wgmma_matmul_python(shape, opts, what):
+  ex = half_matmul(*shape)
+  rng = np.random.default_rng(1)
+  ins = [rng.standard_normal(s).astype(np.float16) for s in ex.shapes[1:]]
+  out, spec = run_example(ex, "PYTHON", ins, opts)
+  assert "WGMMA" in spec.src
+  np.testing.assert_allclose(out.astype(np.float32), ex.reference(*ins), rtol=2e-2, atol=2e-2, err_msg=what)
+
+@pytest.mark.parametrize("kmajor,swizzle", list(itertools.product((True, False), (True, False))))
+def test_wg_layouts_place_each_element_once(kmajor, swizzle):
+  # a 128 x 64 tile (rows x K) of one iteration: every element its own slot, each 8-run of the contiguous dimension 16 contiguous bytes
+  rows, k = 128, 64
+  lbo, sbo = ((8, 512) if kmajor else (512, 8 * rows)) if swizzle else ((64, 8 * k) if kmajor else (8 * rows, 64))
+  offs = {(r, q): wg_offset(kmajor, swizzle, lbo, sbo, r, q) for r in range(rows) for q in range(k)}
+  assert sorted(offs.values()) == list(range(rows * k))
+  for r, q in offs:
+    if (q if kmajor else r) % 8 == 0: assert all(offs[(r, q + i) if kmajor else (r + i, q)] == offs[(r, q)] + i for i in range(8))
+  assert wg_kstep(kmajor, swizzle, lbo, sbo) == (offs[(0, 16)] - offs[(0, 0)])
+
+def test_wgmma_needs_a_warpgroup_and_sm90a():
+  ex = half_matmul(512, 512, 512)
+  wg = [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4), R(2, 4)]
+  assert "wgmma.mma_async" in get_program(ex.ast, CUDARenderer("sm_90a"), wg).src
+  assert "wgmma" not in get_program(ex.ast, CUDARenderer("sm_90"), wg).src  # plain sm_90 has no wgmma: mma.sync
+  # the last LOCAL over N: no warpgroup along M, so mma.sync (the heuristic's tiles today: they are faster on the H100)
+  assert "wgmma" not in get_program(ex.ast, CUDARenderer("sm_90a"), hand_coded_optimizations(ex.ast, CUDARenderer("sm_90a"))).src
+
+@pytest.mark.parametrize("opts", [[T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4)], [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4), R(2, 4)]],
+                         ids=["pipelined", "swizzled"])
+@pytest.mark.parametrize("dt", [dtypes.float16, dtypes.bfloat16], ids=["f16", "bf16"])
+def test_wgmma_cuda_compiles_for_sm90a(opts, dt):
+  src = get_program(half_matmul(512, 512, 512, dt).ast, CUDARenderer("sm_90a"), opts).src
+  assert "wgmma.mma_async.sync.aligned.m64n128k16.f32" in src and "fence.proxy.async.shared::cta" in src and "tg_wgdesc" in src
+  if (nvcc := shutil.which("nvcc") or (p if os.path.exists(p := "/usr/local/cuda/bin/nvcc") else None)) is None: pytest.skip("no nvcc")
+  with tempfile.TemporaryDirectory() as d:
+    open(f"{d}/k.cu", "w").write(src)
+    res = subprocess.run([nvcc, "-cubin", "-arch=sm_90a", f"{d}/k.cu", "-o", f"{d}/k.cubin"], capture_output=True, text=True)
+  assert res.returncode == 0, res.stderr
