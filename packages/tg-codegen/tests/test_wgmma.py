@@ -64,3 +64,13 @@ def test_wgmma_cuda_compiles_for_sm90a(opts, dt):
     open(f"{d}/k.cu", "w").write(src)
     res = subprocess.run([nvcc, "-cubin", "-arch=sm_90a", f"{d}/k.cu", "-o", f"{d}/k.cubin"], capture_output=True, text=True)
   assert res.returncode == 0, res.stderr
+
+def test_over_48kb_of_shared_memory_is_dynamic():
+  # 4 stages of 256x64 + 64x128 tiles (192 KB): one extern array, each buffer a 1024-byte aligned slice, and the size in the symbol
+  # the CUDA device reads to launch with it; under 48 KB, static arrays as before
+  ren = CUDARenderer("sm_90a")
+  big = get_program(half_matmul(512, 512, 512).ast, ren, [T, U(1, 4), U(1, 4), U(0, 2), L(0, 2), L(0, 4), R(2, 4)]).src
+  assert 'extern "C" __device__ const unsigned int tg_dynamic_shared_bytes = 196608;' in big and "extern __shared__" in big
+  assert "half* smem0 = (half*)(tg_dsmem + 0);" in big and "half* smem1 = (half*)(tg_dsmem + 131072);" in big
+  small = get_program(half_matmul(512, 512, 512).ast, ren, hand_coded_optimizations(half_matmul(512, 512, 512).ast, ren)).src
+  assert "tg_dynamic_shared_bytes" not in small and "__shared__ __align__(1024) half smem0" in small

@@ -21,6 +21,7 @@ CUDA_FUNCTIONS = (
   "cuCtxGetCurrent", "cuCtxSynchronize", "cuMemGetInfo", "cuMemAlloc", "cuMemFree", "cuMemAllocHost", "cuMemFreeHost",
   "cuMemcpyHtoD", "cuMemcpyDtoH", "cuMemcpyDtoD", "cuMemcpyHtoDAsync", "cuMemcpyDtoHAsync", "cuMemcpyDtoDAsync",
   "cuMemcpyPeer", "cuMemsetD8", "cuModuleLoadData", "cuModuleLoadDataEx", "cuModuleUnload", "cuModuleGetFunction",
+  "cuModuleGetGlobal",  # a kernel's dynamic shared memory size, from a symbol the CUDA renderer emits
   "cuFuncGetAttribute", "cuFuncSetAttribute", "cuLaunchKernel", "cuEventCreate", "cuEventRecord", "cuEventSynchronize",
   "cuEventElapsedTime", "cuEventDestroy", "cuStreamCreate", "cuStreamSynchronize", "cuStreamDestroy",
   # CUDA graphs (TinyJit replay): one kernel node per captured kernel, parameters updated in place on the instantiated graph

@@ -20,9 +20,10 @@ class _Ctx:
 def cuda_launches(monkeypatch):
   """CUDA launches recorded in `.seen` as (grid, block, the device pointers the driver read through kernelParams) instead of run;
   each returns `.status`."""
-  rec = SimpleNamespace(seen=[], status=0)
+  rec = SimpleNamespace(seen=[], status=0, shared=[])
   def launch(fn, g0, g1, g2, l0, l1, l2, shared, stream, params, extra):
     n = 0 if params is None else len(params)
+    rec.shared.append(shared)
     rec.seen.append(((g0, g1, g2), (l0, l1, l2), [ctypes.c_uint64.from_address(params[i]).value for i in range(n)]))
     return rec.status
   monkeypatch.setitem(vars(cuda_device.cuda), "cuLaunchKernel", launch)  # (getattr would bind the real one, loading libcuda)
@@ -31,7 +32,7 @@ def cuda_launches(monkeypatch):
 
 def _cuda_program() -> cuda_device.CUDAProgram:
   prg = object.__new__(cuda_device.CUDAProgram)  # no module to load: the launch goes to the stand-in
-  prg.device, prg.name, prg.fn = _Ctx(), "k", None
+  prg.device, prg.name, prg.fn, prg.smem = _Ctx(), "k", None, 0
   return prg
 
 def test_cuda_launcher_passes_each_launchs_device_pointers(cuda_launches):
@@ -46,6 +47,14 @@ def test_cuda_launcher_passes_each_launchs_device_pointers(cuda_launches):
   dims = ((4, 2, 1), (32, 1, 1))
   assert cuda_launches.seen == [(*dims, [0x1000, 0x2000]), (*dims, [0x3000, 0x2000]), (*dims, [0x4000, 0x3000])]
   assert prg.device.activations == 3, "the context is checked on every launch"
+
+def test_cuda_launches_carry_the_kernels_dynamic_shared_memory(cuda_launches):
+  # a kernel over 48 KB of shared memory launches with its size (read from the module at load): both launch paths pass it
+  prg = _cuda_program()
+  prg.smem = 98304
+  prg.launcher((1,), (128,))(ctypes.c_uint64(0x1000))
+  prg(ctypes.c_uint64(0x1000), global_size=(1,), local_size=(128,))
+  assert cuda_launches.shared == [98304, 98304]
 
 def test_cuda_launcher_checks_dims_once_and_reports_a_failed_launch(cuda_launches):
   prg = _cuda_program()

@@ -176,6 +176,17 @@ def _kernel_params(bufs: tuple, vals: tuple[int, ...]) -> tuple[Any, list]:
   ints = [ctypes.c_int32(v) for v in vals]
   return (ctypes.c_void_p * (len(bufs) + len(ints)))(*(ctypes.addressof(b) for b in bufs), *(ctypes.addressof(i) for i in ints)), ints
 
+def _dynamic_shared(prg, device) -> int:
+  """The dynamic shared memory a kernel launches with: the CUDA renderer declares it (over 48 KB) in the module symbol
+  `tg_dynamic_shared_bytes`; the function is then allowed that much (cuFuncSetAttribute). 0 without the symbol."""
+  ptr, size = cuda.CUdeviceptr(), ctypes.c_size_t()
+  if cuda.cuModuleGetGlobal(ctypes.byref(ptr), ctypes.byref(size), prg.module, b"tg_dynamic_shared_bytes") != 0: return 0
+  n = ctypes.c_uint32()
+  cu_check(cuda.cuMemcpyDtoH(ctypes.byref(n), ptr, 4), f"reading {prg.name!r}'s shared memory size on {device.device}")
+  cu_check(cuda.cuFuncSetAttribute(prg.fn, cuda.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, n.value),
+           f"allowing {prg.name!r} {n.value} bytes of shared memory on {device.device}")
+  return n.value
+
 class CUDAProgram(Program):
   """A kernel loaded with cuModuleLoadDataEx (cubin, or PTX that the driver JIT-compiles) and launched with cuLaunchKernel:
   grid = global_size (blocks), block = local_size (threads), params = the buffers' device pointers then int32 `vals`."""
@@ -195,6 +206,7 @@ class CUDAProgram(Program):
     cu_check(cuda.cuModuleGetFunction(ctypes.byref(self.fn), self.module, name.encode()),
              f"cuModuleGetFunction({name!r}) on {device.device}")
     self.events = device.timing_events
+    self.smem = _dynamic_shared(self, device)
 
   def __call__(self, *bufs: Any, global_size: tuple[int, ...] = (1, 1, 1), local_size: tuple[int, ...] = (1, 1, 1),
                vals: tuple[int, ...] = (), wait: bool = False) -> float | None:
@@ -202,7 +214,7 @@ class CUDAProgram(Program):
     self.device.activate()
     params, _keep = _kernel_params(bufs, vals)
     if wait: cu_check(cuda.cuEventRecord(self.events[0], None), "cuEventRecord")
-    status = cuda.cuLaunchKernel(self.fn, g0, g1, g2, l0, l1, l2, 0, None, params, None)
+    status = cuda.cuLaunchKernel(self.fn, g0, g1, g2, l0, l1, l2, self.smem, None, params, None)
     if status != 0:
       raise RuntimeError(f"cuLaunchKernel({self.name!r}, grid={(g0, g1, g2)}, block={(l0, l1, l2)}) on {self.device.device} "
                          f"failed: {cu_error(status)}")
@@ -218,13 +230,13 @@ class CUDAProgram(Program):
     # after call (inputs, and outputs back from the allocator's cache), so the addresses it holds rarely change; when they do it
     # is rebuilt. The context check stays per launch: another library may have made its own context current meanwhile.
     (g0, g1, g2), (l0, l1, l2) = check_launch_dims(global_size, local_size)
-    dev, fn, launch_kernel, addressof = self.device, self.fn, cuda.cuLaunchKernel, ctypes.addressof
+    dev, fn, launch_kernel, addressof, smem = self.device, self.fn, cuda.cuLaunchKernel, ctypes.addressof, self.smem
     last: tuple = (None, None)  # (the parameter addresses, the kernelParams array holding them)
     def launch(*bufs: Any) -> None:
       nonlocal last
       dev.activate()
       if (cached := last)[0] != (key := tuple(map(addressof, bufs))): cached = last = (key, (ctypes.c_void_p * len(key))(*key))
-      if (status := launch_kernel(fn, g0, g1, g2, l0, l1, l2, 0, None, cached[1], None)) != 0:
+      if (status := launch_kernel(fn, g0, g1, g2, l0, l1, l2, smem, None, cached[1], None)) != 0:
         raise RuntimeError(f"cuLaunchKernel({self.name!r}, grid={(g0, g1, g2)}, block={(l0, l1, l2)}) on {dev.device} failed: {cu_error(status)}")
     return launch
 
@@ -262,7 +274,7 @@ class CUDAGraph(GraphRunner):
   def _params(l: Launch) -> tuple[Any, Any]:
     args, keep = _kernel_params(l.bufs, l.vals)
     (g0, g1, g2), (b0, b1, b2) = l.global_size, l.local_size
-    return cuda.CUDA_KERNEL_NODE_PARAMS(l.prg.fn, g0, g1, g2, b0, b1, b2, 0, args, None), (args, keep)
+    return cuda.CUDA_KERNEL_NODE_PARAMS(l.prg.fn, g0, g1, g2, b0, b1, b2, getattr(l.prg, "smem", 0), args, None), (args, keep)
 
   def __call__(self, launches: list[Launch]) -> None:
     if len(launches) != len(self.nodes):

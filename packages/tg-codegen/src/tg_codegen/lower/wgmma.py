@@ -5,10 +5,11 @@ A warpgroup is the 4 warps of a LOCAL axis of size 4 over M that is the kernel's
 to 256). Both operands are staged in shared memory in the layouts the descriptors describe (`tg_codegen.tensor_cores`: core
 matrices of 8 rows x 16 bytes; A K-major, B N-major), copied 16 bytes at a time with coalesced global reads and conflict-free
 shared stores. Each iteration of the K loop is then one WGMMA per remaining M upcast: its K steps of 16 (the UNROLLs of K) issue
-back to back on one accumulator (N/2 floats a lane). The stores take the wgmma result layout. Where three sets of tiles fit in
-shared memory the copies are cp.async one iteration ahead and the WGMMAs asynchronous: BARRIER after waiting for all but the last
-WGMMA group, copies for i+1, wait for i's copies + proxy fence + BARRIER, WGMMAs of i (committed, not waited for; the renderer keeps
-the accumulators in place and waits for them after the loop). Otherwise: BARRIER, copies, proxy fence + BARRIER, WGMMAs waited for.
+back to back on one accumulator (N/2 floats a lane). The stores take the wgmma result layout. Where S >= 3 sets of tiles fit in
+shared memory the copies are cp.async S-2 iterations ahead and the WGMMAs asynchronous: BARRIER after waiting for all but the last
+WGMMA group, copies for i+S-2, wait for i's copies + proxy fence + BARRIER, WGMMAs of i (committed, not waited for; the renderer
+keeps the accumulators in place and waits for them after the loop). Otherwise: BARRIER, copies, proxy fence + BARRIER, WGMMAs
+waited for.
 
 Needs: a float16/bfloat16 tensor core, both operands plain loads whose K (A) and N (B) run along memory 16-byte aligned, and the
 tiles within the renderer's shared memory; otherwise the TC opt lowers to mma.sync (`tensor_core.apply_tc`)."""
@@ -108,12 +109,12 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
   dt = p.a.dtype
   nid = max([u.arg for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL] + [-1]) + 1
   asz, bsz = p.bm * p.bk, p.bk * p.bn
-  # double-buffered with cp.async where there is one K loop and twice the tiles fit: the next iteration's tiles are copied while
-  # this one's WGMMAs run (see stage.py for the barriers)
-  # three buffers where they fit: the WGMMAs of iteration i run while iteration i+1's copies land (buffer (i+1)%3 was read by the
-  # WGMMAs of i-2, finished by then: each iteration starts by waiting for all but the last WGMMA group)
-  pipe = getattr(ren, "async_copy", False) and len(p.loops) == 1 and 3 * p.smem_bytes <= p.smem_budget
-  nbuf = 3 if pipe else 1
+  # S >= 3 buffers where they fit (up to 8): iteration i's copies go D = S-2 iterations ahead, into buffer (i+D)%S, last read by
+  # the WGMMAs of i-2 (each iteration starts by waiting for all but the newest WGMMA group, then syncs); the copies of i are waited
+  # for (all but the D newest cp.async groups) before i's WGMMAs
+  stages = min(8, p.smem_budget // p.smem_bytes) if getattr(ren, "async_copy", False) and len(p.loops) == 1 else 1
+  pipe = stages >= 3
+  nbuf = stages if pipe else 1
   sa = UOp(Ops.DEFINE_LOCAL, dt.ptr(nbuf * asz, "local"), (), nid)
   sb = UOp(Ops.DEFINE_LOCAL, dt.ptr(nbuf * bsz, "local"), (), nid + 1)
   tid = _tid(p)
@@ -146,13 +147,18 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
     ready = UOp(Ops.BARRIER, dtypes.void, tuple(copy(q, t, b, gi, sm, off, (free,)) for q, t, b, gi, sm, off, _ in copies()), "async_proxy")
     cur = {sa: 0, sb: 0}
   else:
-    loop = p.loops[0]
-    first = [copy(q, t, b, gi.substitute({loop: loop.const_like(0)}), sm, off, (), kind="async") for q, t, b, gi, sm, off, _ in copies()]
-    free = UOp(Ops.BARRIER, dtypes.void, (loop, UOp(Ops.BARRIER, dtypes.void, tuple(first), "commit")), "wgmma_wait1")
-    later = [copy(q, t, b, gi.substitute({loop: loop + 1}), sm, off + ((loop + 1) % 3) * size, (free,), gate=(loop + 1) < loop.src[0],
-                  kind="async") for q, t, b, gi, sm, off, size in copies()]
-    ready = UOp(Ops.BARRIER, dtypes.void, tuple(later), "wait1_proxy")
-    cur = {sa: (loop % 3) * asz, sb: (loop % 3) * bsz}
+    loop, ahead, n = p.loops[0], nbuf - 2, p.loops[0].src[0]
+    commit: tuple = ()
+    for d in range(ahead):  # the prologue: iterations 0 .. D-1, one cp.async group each
+      gate = None if n.op is Ops.CONST and d < n.arg else loop.const_like(d) < n
+      first = [copy(q, t, b, gi.substitute({loop: loop.const_like(d)}), sm, off + d * size, commit, gate=gate, kind="async")
+               for q, t, b, gi, sm, off, size in copies()]
+      commit = (UOp(Ops.BARRIER, dtypes.void, tuple(first), "commit"),)
+    free = UOp(Ops.BARRIER, dtypes.void, (loop, *commit), "wgmma_wait1")
+    later = [copy(q, t, b, gi.substitute({loop: loop + ahead}), sm, off + ((loop + ahead) % nbuf) * size, (free,),
+                  gate=(loop + ahead) < n, kind="async") for q, t, b, gi, sm, off, size in copies()]
+    ready = UOp(Ops.BARRIER, dtypes.void, tuple(later), f"wait{ahead}_proxy")
+    cur = {sa: (loop % nbuf) * asz, sb: (loop % nbuf) * bsz}
   # one WGMMA per remaining M upcast, covering every K step of 16 of the iteration (the UNROLLs of K) on one accumulator:
   # descriptors at the warpgroup's first row and the iteration's first K
   m0 = _value(p.mrole, {p.warp: p.warp.const_like(0), p.m: p.m.const_like(0)})

@@ -105,7 +105,7 @@ class CUDARenderer(Renderer):
   has_local, has_shared, supports_float4 = True, True, True
   global_max = (2**31 - 1, 65535, 65535)
   local_max = (1024, 1024, 64)
-  shared_max = 49152  # static __shared__ limit per block
+  shared_max = 49152  # per block: the static __shared__ limit; sm_80+ more, as dynamic shared memory (set in __init__)
   supported_ops = frozenset(GroupOp.ALU - {Ops.POW, Ops.THREEFRY})  # exp2f/log2f/sinf are CUDA's accurate library functions
 
   def __init__(self, arch: str | None = None):
@@ -115,6 +115,9 @@ class CUDARenderer(Renderer):
     self.async_copy = self.arch_num >= 80  # cp.async: the lowering may stage tensor-core tiles double-buffered
     self.ldmatrix = self.arch_num >= 75    # tensor-core fragments from shared memory in one instruction
     self.wgmma = self.arch == "sm_90a"     # Hopper's warpgroup MMA needs the arch-specific target (tg_codegen.lower.wgmma)
+    # beyond 48 KB a block's shared memory is dynamic: the kernel declares one extern array and the size in a module symbol
+    # (`tg_dynamic_shared_bytes`) that the CUDA device reads to launch with it
+    self.shared_max = 232448 if self.arch_num >= 90 else 166912 if self.arch_num >= 80 else 49152
 
   # ---- types ----
   def _scalar(self, dt: DType) -> str:
@@ -204,6 +207,12 @@ class CUDARenderer(Renderer):
     self.r: dict[UOp, str] = {}
     self.structs: dict[str, DType] = {}
     self.need_bitcast = self.need_wgdesc = self.wgmma_pending = False
+    # shared memory over the static 48 KB: every buffer a 1024-byte aligned slice of the dynamic array
+    dyn, total = {}, 0
+    if sum(u.dtype.size * u.dtype.base.itemsize for u in uops if u.op is Ops.DEFINE_LOCAL) > 49152:
+      for u in uops:
+        if u.op is Ops.DEFINE_LOCAL: dyn[u], total = total, total + -(-u.dtype.size * u.dtype.base.itemsize // 1024) * 1024
+    self.dynamic_shared = total
     # pipelined WGMMAs accumulate in place in their register array: the accumulator's load before them and store after are elided
     self.inplace = {u.src[2]: u for u in uops if u.op is Ops.WMMA and str(u.arg[0]).startswith("WGMMA") and u.arg[6][4] and
                     u.src[2].op is Ops.LOAD and u.src[2].src[0].src[0].op is Ops.DEFINE_REG and u.src[2].src[0].src[1].op is Ops.CONST}
@@ -242,6 +251,9 @@ class CUDARenderer(Renderer):
         if kind not in ("gidx", "lidx") or dim > 2: raise ValueError(f"SPECIAL {u.arg!r}: expected gidx0..2 or lidx0..2")
         self.r[u] = sanitize(u.arg)
         emit(f"int {self.r[u]} = {'blockIdx' if kind == 'gidx' else 'threadIdx'}.{'xyz'[dim]}; /* {self.r[u.src[0]]} */")
+      elif op is Ops.DEFINE_LOCAL and dyn:
+        self.r[u] = fresh("smem")
+        emit(f"{self._type(u.dtype.base)}* {self.r[u]} = ({self._type(u.dtype.base)}*)(tg_dsmem + {dyn[u]});")
       elif op is Ops.DEFINE_LOCAL:
         self.r[u] = fresh("smem")
         # 1024-byte aligned where that big: wgmma's 128-byte swizzle works on the address bits of 1024-byte atoms
@@ -258,18 +270,22 @@ class CUDARenderer(Renderer):
         emit(f"for ({t} {self.r[u]} = 0; {self.r[u]} < {self.r[u.src[0]]}; {self.r[u]}++) {{")
         depth += 1
       elif op in (Ops.END, Ops.ENDIF):
-        depth -= 1
-        emit("}")
-        if op is Ops.END and self.wgmma_pending:  # the loop's last WGMMAs were only committed: wait before their results are read
+        if op is Ops.END and self.wgmma_pending:  # the iteration's WGMMAs were only committed: they run with each other (and
+          # the next iteration's copies already in flight) until here. (Waiting at the next iteration's start instead, with one
+          # group left in flight, made ptxas serialize every wgmma: C7514)
           emit('asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");')
           self.wgmma_pending = False
+        depth -= 1
+        emit("}")
       elif op is Ops.IF:
         emit(f"if ({self.r[u.src[0]]}) {{")
         depth += 1
-      elif op is Ops.BARRIER:  # arg: None, "commit" (cp.async group), "wait1" (commit, wait for all but it), "*_proxy" (for wgmma)
-        if u.arg in ("commit", "wait1", "wait1_proxy"): emit('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
-        if u.arg in ("wait1", "wait1_proxy"): emit('asm volatile("cp.async.wait_group 1;\\n" ::: "memory");')
-        if u.arg in ("async_proxy", "wait1_proxy"): emit('asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");')
+      elif op is Ops.BARRIER:  # arg: None, "commit" (a cp.async group), "waitN" (commit, wait for all but the N newest groups),
+        # "*_proxy" (then a proxy fence: wgmma reads the tiles), "wgmma_wait1" (all but the newest WGMMA group done)
+        arg = u.arg or ""
+        if arg == "commit" or arg.startswith("wait"): emit('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
+        if arg.startswith("wait"): emit(f'asm volatile("cp.async.wait_group {int(arg[4:].split("_")[0])};\\n" ::: "memory");')
+        if arg.endswith("_proxy") or arg == "async_proxy": emit('asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");')
         if u.arg == "wgmma_wait1": emit('asm volatile("wgmma.wait_group.sync.aligned 1;\\n" ::: "memory");')
         if u.arg != "commit": emit("__syncthreads();")
       elif op is Ops.INDEX:
@@ -319,6 +335,8 @@ class CUDARenderer(Renderer):
     lb = launch_bound(uops)
     sig = ", ".join([p for _, p in params] + vars_)
     head = [f"extern \"C\" __global__ void {f'__launch_bounds__({lb}) ' if lb else ''}{name}({sig}) {{"]
+    if total: head = [f'extern "C" __device__ const unsigned int tg_dynamic_shared_bytes = {total};', *head,
+                      "  extern __shared__ __align__(1024) unsigned char tg_dsmem[];"]
     return "\n".join(self._prelude(uops, wmmas) + head + pre + body + ["}"]) + "\n"
 
   def _render_load(self, u: UOp, gates: dict[UOp, str], define):
