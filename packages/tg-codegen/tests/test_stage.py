@@ -104,3 +104,10 @@ def test_heuristic_conv_stages_the_weights():
   # and the same choices on a small conv run right on the PYTHON device
   small = conv2d(2, 16, 16, 6, 18, 3, 3, dt=dtypes.float16)
   _run(small, hand_coded_optimizations(small.ast, ren))
+
+def test_local_size_over_the_device_limit_is_refused():
+  # blockDim.z is at most 64 on NVIDIA GPUs: a launch with more failed with CUDA_ERROR_INVALID_VALUE; now lowering says why
+  from tg_codegen.kernel import KernelOptError
+  ex = conv2d(128, 3, 4, 10, 9, 3, 3)
+  with pytest.raises(KernelOptError, match="exceeds the device limit"):
+    get_program(ex.ast, CUDARenderer("sm_90"), [Opt(OptOps.LOCAL, 0, 128), Opt(OptOps.LOCAL, 0, 2), Opt(OptOps.LOCAL, 0, 2)])

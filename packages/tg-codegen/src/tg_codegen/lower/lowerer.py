@@ -238,6 +238,10 @@ def map_grid(sink: UOp, info: KernelInfo, ren) -> tuple[UOp, tuple, tuple]:
         if prefix == "lidx" and end.op is not Ops.CONST: raise ValueError("a local (workgroup) axis needs a constant size")
         sub[a.rng] = UOp.special(end, f"{prefix}{d}", a.rng.dtype)
         dims[d] = end.arg if end.op is Ops.CONST else end
+    lmax = getattr(ren, "local_max", None)
+    if lmax and any(isinstance(x, int) and x > m for x, m in zip(ls, lmax)):
+      from tg_codegen.kernel import KernelOptError
+      raise KernelOptError(f"local size {tuple(ls)} exceeds the device limit {tuple(lmax)} per dimension: use smaller LOCAL/GROUP opts")
     gmax = getattr(ren, "global_max", None)
     if gmax and any(isinstance(g, int) and g > m for g, m in zip(gs, gmax)):
       raise ValueError(f"global size {tuple(gs)} exceeds the device limit {tuple(gmax)}: apply LOCAL/UPCAST opts to shrink the grid")
@@ -329,6 +333,7 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   from tg_uop.rewrite import graph_rewrite
   from tg_codegen.lower.decompose import supported_ops, native_dtypes
   sink = _simplify_indices(rebuild(ast, info))
+  plan = None
   if info.tc is not None:
     sink = apply_wgmma(sink, info, plan, ren) if (plan := wgmma_applies(sink, info, ren)) is not None else \
       apply_tc(stage_operands(sink, info, ren), info, ren)
@@ -339,7 +344,9 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   sink, gs, ls = map_grid(sink, info, ren)
   sink = lower_reduces(sink)
   smem = sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
-  if (limit := getattr(ren, "shared_max", None)) and smem > limit:
+  # (a wgmma pipeline sizes its stages to the dynamic shared memory; everything else stays within the static limit)
+  limit = getattr(ren, "shared_max_dynamic", None) if plan is not None else None
+  if (limit := limit or getattr(ren, "shared_max", None)) and smem > limit:
     from tg_codegen.kernel import KernelOptError
     raise KernelOptError(f"opts {list(info.opts)} need {smem} bytes of local memory, more than the {limit} {type(ren).__name__} allows: "
                          "use a smaller GROUP or fewer upcasts")

@@ -119,8 +119,7 @@ def stage_operands(sink: UOp, info: KernelInfo, ren) -> UOp:
   loops = [r for r in red.src[1:] if any(a.rng is r and a.type is AxisType.REDUCE for a in info.axes)]
   tile_axes = [a for a in info.axes if a.type in _TILE_AXES]
   kset = {a.rng for a in info.axes if a.type is AxisType.UNROLL or a.rng is info.tc[3]}
-  # (within the static 48 KB: the tiles measured on the H100 fit there; more would be dynamic shared memory)
-  budget = min(getattr(ren, "shared_max", 0), 49152) - sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
+  budget = getattr(ren, "shared_max", 0) - sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
   plans = []
   for x in dict.fromkeys(mma_operands(red)):
     if x.op is not Ops.LOAD or len(x.src) != 1 or x.src[0].op is not Ops.INDEX or len(x.src[0].src) != 2: continue

@@ -81,7 +81,8 @@ class _Plan:
     self.bm, self.bn, self.bk = (prod(x.size for x in r) for r in (self.mrole, self.nrole, self.krole))
     self.threads = 32 * prod(r.src[0].arg for r in self.locals)
     used_smem = sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
-    self.smem_bytes, self.smem_budget = (self.bm * self.bk + self.bk * self.bn) * tc.dtype_in.itemsize, getattr(ren, "shared_max", 0) - used_smem
+    budget = getattr(ren, "shared_max_dynamic", getattr(ren, "shared_max", 0))
+    self.smem_bytes, self.smem_budget = (self.bm * self.bk + self.bk * self.bn) * tc.dtype_in.itemsize, budget - used_smem
     if self.smem_bytes > self.smem_budget:
       self.why = "tiles exceed shared memory"; return
     self.loops = [r for r in self.red.src[1:] if ax.get(r) is not None and ax[r].type is AxisType.REDUCE]

@@ -105,7 +105,7 @@ class CUDARenderer(Renderer):
   has_local, has_shared, supports_float4 = True, True, True
   global_max = (2**31 - 1, 65535, 65535)
   local_max = (1024, 1024, 64)
-  shared_max = 49152  # per block: the static __shared__ limit; sm_80+ more, as dynamic shared memory (set in __init__)
+  shared_max = 49152  # per block: the static __shared__ limit (what opts may use; `shared_max_dynamic` is for wgmma's stages)
   supported_ops = frozenset(GroupOp.ALU - {Ops.POW, Ops.THREEFRY})  # exp2f/log2f/sinf are CUDA's accurate library functions
 
   def __init__(self, arch: str | None = None):
@@ -116,8 +116,9 @@ class CUDARenderer(Renderer):
     self.ldmatrix = self.arch_num >= 75    # tensor-core fragments from shared memory in one instruction
     self.wgmma = self.arch == "sm_90a"     # Hopper's warpgroup MMA needs the arch-specific target (tg_codegen.lower.wgmma)
     # beyond 48 KB a block's shared memory is dynamic: the kernel declares one extern array and the size in a module symbol
-    # (`tg_dynamic_shared_bytes`) that the CUDA device reads to launch with it
-    self.shared_max = 232448 if self.arch_num >= 90 else 166912 if self.arch_num >= 80 else 49152
+    # (`tg_dynamic_shared_bytes`) that the CUDA device reads to launch with it. Only the wgmma pipeline's stages use it: opts in
+    # general stay within `shared_max` (their other limits, such as blockDim.z <= 64 for a big GROUP, aren't all checked yet)
+    self.shared_max_dynamic = 232448 if self.arch_num >= 90 else 166912 if self.arch_num >= 80 else 49152
 
   # ---- types ----
   def _scalar(self, dt: DType) -> str:
