@@ -328,6 +328,8 @@ class CUDADevice(Compiled):
     self.context = cuda.CUcontext()
     cu_check(cuda.cuDevicePrimaryCtxRetain(ctypes.byref(self.context), self.cu_device), f"cuDevicePrimaryCtxRetain({self.index})")
     self.device = device
+    self._cur, self._ctx_value = cuda.CUcontext(), self.context.value
+    self._cur_ref = ctypes.byref(self._cur)
     self.activate(force=True)
     self.arch = f"sm_{self.attribute(cuda.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)}" \
                 f"{self.attribute(cuda.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)}"
@@ -358,9 +360,9 @@ class CUDADevice(Compiled):
     """Make this device's context current on the calling thread (a no-op when it already is). The driver is asked which context is
     current, not a cache of ours: another library in the process (PyTorch, tinygrad) may have made its own current meanwhile, and
     our events, streams and memory are invalid handles in its context."""
-    cur = cuda.CUcontext()
-    cu_check(cuda.cuCtxGetCurrent(ctypes.byref(cur)), "cuCtxGetCurrent")
-    if force or cur.value != self.context.value:
+    # (every launch and synchronize asks: the query's ctypes out-parameter is made once)
+    if (st := cuda.cuCtxGetCurrent(self._cur_ref)) != 0: cu_check(st, "cuCtxGetCurrent")
+    if force or self._cur.value != self._ctx_value:
       cu_check(cuda.cuCtxSetCurrent(self.context), f"cuCtxSetCurrent({self.device})")
       _current.dev = self
 
@@ -380,7 +382,7 @@ class CUDADevice(Compiled):
   def synchronize(self) -> None:
     """Wait for every copy and kernel issued to this GPU."""
     self.activate()
-    cu_check(cuda.cuCtxSynchronize(), f"cuCtxSynchronize({self.device})")
+    if (st := cuda.cuCtxSynchronize()) != 0: cu_check(st, f"cuCtxSynchronize({self.device})")
 
   def finalize(self) -> None:
     """Free cached buffers and release the primary context."""
