@@ -94,13 +94,14 @@ def test_ptx_copies_16_bytes():
 
 def test_heuristic_conv_stages_the_weights():
   # a 3x3 float16 conv: the heuristic's tensor core takes M = output channels and N = output columns (rows of memory), adds output
-  # rows and batch where N can't be upcast, and the block's warps share the weights through shared memory (ldmatrix)
+  # rows and batch where N can't be upcast, and the block's warps share the weights through shared memory; the filter's rows are
+  # unrolled whole
   ren = CUDARenderer("sm_90")
   ex = conv2d(32, 64, 64, 58, 58, 3, 3, dt=dtypes.float16)
   opts = hand_coded_optimizations(ex.ast, ren)
-  assert opts[0].op is OptOps.TC and sum(o.op is OptOps.LOCAL for o in opts) == 2
+  assert opts[0].op is OptOps.TC and sum(o.op is OptOps.LOCAL for o in opts) == 2 and opts[-1] == Opt(OptOps.UNROLL, 4, 3)
   src = get_program(ex.ast, ren, opts).src
-  assert "__shared__" in src and "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in src
+  assert "__shared__" in src and "mma.sync.aligned.m16n8k16" in src
   # and the same choices on a small conv run right on the PYTHON device
   small = conv2d(2, 16, 16, 6, 18, 3, 3, dt=dtypes.float16)
   _run(small, hand_coded_optimizations(small.ast, ren))
