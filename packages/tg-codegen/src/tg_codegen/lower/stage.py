@@ -21,7 +21,7 @@ from tg_codegen.kernel import AxisType, KernelInfo, mma_operands
 TC_STAGE = ContextVar("TC_STAGE", 1)
 _TILE_AXES = (AxisType.LOCAL, AxisType.UPCAST, AxisType.UNROLL, AxisType.TC)
 
-def _stride(idx: UOp, r: UOp, rngs: list[UOp]) -> int | None:
+def range_stride(idx: UOp, r: UOp, rngs: list[UOp]) -> int | None:
   """How far `idx` moves in memory when `r` grows by one, with every other range at 0; None if that isn't a known constant."""
   zero = {x: x.const_like(0) for x in rngs if x is not r}
   d = (idx.substitute({**zero, r: r.const_like(1)}) - idx.substitute({**zero, r: r.const_like(0)})).simplify()
@@ -32,7 +32,7 @@ class _Tile:
   def __init__(self, load: UOp, axes: list, itemsize: int, kset: set):
     idx = load.src[0].src[1]
     rngs = [u for u in idx.toposort() if u.op is Ops.RANGE]
-    strides = {a.rng: _stride(idx, a.rng, rngs) for a in axes}
+    strides = {a.rng: range_stride(idx, a.rng, rngs) for a in axes}
     # memory order: largest stride outermost (unknown strides outermost of all); ties keep the axes' order
     self.axes = sorted(axes, key=lambda a: -(strides[a.rng] if strides[a.rng] is not None else 1 << 62))
     self.sizes = [a.size for a in self.axes]

@@ -29,12 +29,12 @@ def _fragment(x: UOp, k: UOp, subs: list[dict]) -> UOp:
 def _ldmatrix(x: UOp, operand: str, rows: UOp, k: UOp, lane: UOp, ren) -> UOp | None:
   """The fragment of `x` as one ldmatrix (`tg_codegen.tensor_cores`), where `x` reads a staged tile in shared memory whose K or
   `rows` dimension (M for A, N for B) is contiguous and whose 8-element rows are 16-byte aligned; None where it can't be."""
-  from tg_codegen.lower.stage import _stride
+  from tg_codegen.lower.stage import range_stride
   if not getattr(ren, "ldmatrix", False) or x.op is not Ops.LOAD or x.dtype.itemsize != 2 or x.src[0].op is not Ops.INDEX: return None
   buf, idx = x.src[0].src[0], x.src[0].src[1]
   if buf.op is not Ops.DEFINE_LOCAL or len(x.src[0].src) != 2 or not all(s.dtype == dtypes.void for s in x.src[1:]): return None
   rngs = [u for u in idx.toposort() if u.op is Ops.RANGE]
-  sk, sr = _stride(idx, k, rngs), _stride(idx, rows, rngs)
+  sk, sr = range_stride(idx, k, rngs), range_stride(idx, rows, rngs)
   if sk == 1 and sr is not None and sr % 8 == 0: contiguous = "k"
   elif sr == 1 and sk is not None and sk % 8 == 0: contiguous = "m" if operand == "a" else "n"
   else: return None

@@ -19,7 +19,7 @@ from tg_uop.helpers import prod
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_codegen.kernel import AxisType, KernelInfo, mma_operands
-from tg_codegen.lower.stage import TC_STAGE, _stride
+from tg_codegen.lower.stage import TC_STAGE, range_stride
 from tg_codegen.tensor_cores import WarpGroupMMA, wg_offset
 
 def _radix(axes: list) -> list[tuple[UOp, int, int]]:
@@ -75,7 +75,7 @@ class _Plan:
       if not used <= {r.rng for r in own}: self.why = "an operand uses the other operand's axes"; return
     ia, ib = a.src[0].src[1], b.src[0].src[1]
     rng_a, rng_b = [u for u in ia.toposort() if u.op is Ops.RANGE], [u for u in ib.toposort() if u.op is Ops.RANGE]
-    if _stride(ia, k, rng_a) != 1 or _stride(ib, n, rng_b) != 1: self.why = "A's K or B's N doesn't run along memory"; return
+    if range_stride(ia, k, rng_a) != 1 or range_stride(ib, n, rng_b) != 1: self.why = "A's K or B's N doesn't run along memory"; return
     for idx, runs in ((ia, [k]), (ib, [n])):
       if idx.substitute({r: r.const_like(0) for r in runs}).simplify().const_factor() % 8: self.why = "rows not 16-byte aligned"; return
     self.bm, self.bn, self.bk = (prod(x.size for x in r) for r in (self.mrole, self.nrole, self.krole))
