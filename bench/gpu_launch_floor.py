@@ -4,21 +4,14 @@ replay again, with PyTorch's CUDA state live in the process).
 
   PYTHONPATH=packages/tg-uop/src:packages/tg-codegen/src:packages/tg-tensor/src:packages/tg-driver-nv/src python bench/gpu_launch_floor.py
 """
-import sys, time, ctypes, statistics
+import sys, ctypes
 sys.path.insert(0, "bench")
 from models import build_tiny_add
 from tg_uop.device import Device
 from tg_tensor.jit import TinyJit
 from tg_tensor.buffers import get_buffer
 from tg_driver_nv.autogen import cuda
-def per(fn, n=3000, runs=5):
-  for _ in range(300): fn()
-  ts = []
-  for _ in range(runs):
-    st = time.perf_counter()
-    for _ in range(n): fn()
-    ts.append((time.perf_counter() - st) / n * 1e6)
-  return statistics.median(ts)
+from gpu_tiny_latency import per_call_us as per  # the median of runs of calls, after a warm-up
 dev = "CUDA"; d = Device[dev]
 f = build_tiny_add("tg", dev, True)
 for _ in range(5): f()

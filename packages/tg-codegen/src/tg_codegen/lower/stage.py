@@ -97,13 +97,15 @@ def _copies(t: _Tile, tid: UOp, threads: int, v: int) -> list[tuple[UOp, UOp]]:
     out.append((soff, gidx))
   return out
 
-def _copy(buf: UOp, smem: UOp, dt, v: int, soff: UOp, gidx: UOp, after: UOp | None, gate: UOp | None = None, kind: str | None = None) -> UOp:
-  """STORE of v elements at global `gidx` into shared `soff`; `kind="async"` marks a cp.async copy (the LOAD is not a register
-  value: the renderer copies memory to memory; the PYTHON device and any reader of the graph see a plain load and store)."""
-  ix = buf.index(gidx) if gate is None else buf.index(gidx, gate=gate)
+def copy_to_shared(buf: UOp, smem: UOp, dt, v: int, soff: UOp, gidx: UOp, after: tuple = (), gate: UOp | None = None,
+                   kind: str | None = None) -> UOp:
+  """STORE of v elements at global `gidx` into shared `soff`, after the ordering sources `after`, both sides skipped where `gate`
+  is false; `kind="async"` marks a cp.async copy (the LOAD is not a register value: the renderer copies memory to memory; the
+  PYTHON device and any reader of the graph see a plain load and store)."""
   vdt = dt.vec(v) if v > 1 else dt
-  val = UOp(Ops.LOAD, vdt, (ix,) if gate is None else (ix, UOp.const(vdt, 0)), kind)
-  return UOp(Ops.STORE, dtypes.void, (smem.index(soff), val) + ((after,) if after is not None else ()), kind)
+  if gate is None: return UOp(Ops.STORE, dtypes.void, (smem.index(soff), UOp(Ops.LOAD, vdt, (buf.index(gidx),), kind), *after), kind)
+  val = UOp(Ops.LOAD, vdt, (buf.index(gidx, gate=gate), UOp.const(vdt, 0)), kind)
+  return UOp(Ops.STORE, dtypes.void, (smem.index(soff, gate=gate), val, *after), kind)
 
 def stage_operands(sink: UOp, info: KernelInfo, ren) -> UOp:
   """`sink` (after `rebuild`) with the tensor core's operands read from shared-memory tiles where that fits (see the module
@@ -144,7 +146,7 @@ def stage_operands(sink: UOp, info: KernelInfo, ren) -> UOp:
     stores = []
     for i, (x, t, v) in enumerate(plans):
       smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(t.smem_size, "local"), (), nid + i)
-      stores += [_copy(x.src[0].src[0], smem, x.dtype, v, so, gi, free) for so, gi in _copies(t, tid, threads, v)]
+      stores += [copy_to_shared(x.src[0].src[0], smem, x.dtype, v, so, gi, (free,)) for so, gi in _copies(t, tid, threads, v)]
       sub[x] = smem.index(_tile_offset(t))
     ready = UOp(Ops.BARRIER, dtypes.void, tuple(stores))  # the tiles are in shared memory
   else:
@@ -156,14 +158,14 @@ def stage_operands(sink: UOp, info: KernelInfo, ren) -> UOp:
     for i, (x, t, v) in enumerate(plans):
       smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(2 * t.smem_size, "local"), (), nid + i)
       for so, gi in _copies(t, tid, threads, v):
-        first.append(_copy(x.src[0].src[0], smem, x.dtype, v, so, gi.substitute({loop: loop.const_like(0)}), None, kind="async"))
+        first.append(copy_to_shared(x.src[0].src[0], smem, x.dtype, v, so, gi.substitute({loop: loop.const_like(0)}), kind="async"))
     commit = UOp(Ops.BARRIER, dtypes.void, tuple(first), "commit")
     free = UOp(Ops.BARRIER, dtypes.void, (loop, commit))
     for i, (x, t, v) in enumerate(plans):
       smem = UOp(Ops.DEFINE_LOCAL, x.dtype.ptr(2 * t.smem_size, "local"), (), nid + i)
       nxt = ((loop + 1) % 2) * t.smem_size
       for so, gi in _copies(t, tid, threads, v):
-        later.append(_copy(x.src[0].src[0], smem, x.dtype, v, so + nxt, gi.substitute({loop: loop + 1}), free, gate=(loop + 1) < n,
+        later.append(copy_to_shared(x.src[0].src[0], smem, x.dtype, v, so + nxt, gi.substitute({loop: loop + 1}), (free,), gate=(loop + 1) < n,
                            kind="async"))
       sub[x] = smem.index(_tile_offset(t) + (loop % 2) * t.smem_size)
     ready = UOp(Ops.BARRIER, dtypes.void, tuple(later), "wait1")

@@ -19,7 +19,7 @@ from tg_uop.helpers import prod
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_codegen.kernel import AxisType, KernelInfo, mma_operands
-from tg_codegen.lower.stage import TC_STAGE, range_stride
+from tg_codegen.lower.stage import TC_STAGE, range_stride, copy_to_shared
 from tg_codegen.tensor_cores import WarpGroupMMA, wg_offset
 
 def _radix(axes: list) -> list[tuple[UOp, int, int]]:
@@ -139,8 +139,7 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
     return out
   def copy(q, total, buf, gi, smem, off, after, gate=None, kind=None) -> UOp:  # 16 bytes; gated off past the tile's end
     if total % p.threads: gate = (q < total) if gate is None else gate & (q < total)
-    ld = UOp(Ops.LOAD, dt.vec(8), (buf.index(gi),) if gate is None else (buf.index(gi, gate=gate), UOp.const(dt.vec(8), 0)), kind)
-    return UOp(Ops.STORE, dtypes.void, (smem.index(off) if gate is None else smem.index(off, gate=gate), ld, *after), kind)
+    return copy_to_shared(buf, smem, dt, 8, off, gi, after, gate, kind)
   # the tiles are written by ordinary stores or cp.async and read by the tensor cores through the async proxy: each thread fences
   # its writes for that proxy before the sync
   if not pipe:
