@@ -1,6 +1,7 @@
 """Tensor-core kernels on an NVIDIA GPU, kernel time by the device timer beside PyTorch (cuBLAS/cuDNN), each result checked:
 float16/bfloat16 matmul 4096 and 8192 with the heuristic's tiles (shared-memory staging, ldmatrix, mma.sync), the same without
-staging (`TC_STAGE=0`), and wgmma tilings (sm_90a: the last LOCAL a 4-warp group over M); the 3x3 float16 conv of bench/run.py.
+staging (`TC_STAGE=0`); on sm_90a the heuristic's Hopper tiles (wgmma, TMA copies on mbarriers) beside the mma.sync tiles and other
+wgmma tilings (the last LOCAL a 4-warp group over M); the 3x3 float16 conv of bench/run.py.
 
   PYTHONPATH=packages/tg-uop/src:packages/tg-codegen/src:packages/tg-tensor/src:packages/tg-driver-nv/src python bench/gpu_tensor_cores.py
 
@@ -23,9 +24,12 @@ T = Opt(OptOps.TC, 0, 0)
 def U(a, n): return Opt(OptOps.UPCAST, a, n)
 def L(a, n): return Opt(OptOps.LOCAL, a, n)
 def R(a, n): return Opt(OptOps.UNROLL, a, n)
-WGMMA = {"wgmma 256x128 (2 groups), k64, swizzled, 4 stages": [T, U(1, 4), U(1, 4), U(0, 2), L(0, 2), L(0, 4), R(2, 4)],
-         "wgmma 128x256 (2 groups), k64, swizzled, 4 stages": [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4), R(2, 4)],
-         "wgmma 128x256 (2 groups), k16, core matrices, 4 stages": [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4)]}
+# (label: opts, context) beside the heuristic's (on sm_90a: wgmma 128x256 with TMA): other wgmma tilings, and its tiles copied by
+# every thread with cp.async instead of TMA
+WGMMA = {"wgmma+TMA 256x128 (2 groups along N), k64": ([T, U(1, 8), L(1, 2), L(0, 4), U(0, 4), R(2, 4)], {}),
+         "wgmma+TMA 128x128 (2 groups along N), k64": ([T, U(1, 8), L(1, 2), L(0, 4), U(0, 2), R(2, 4)], {}),
+         "wgmma 128x256, cp.async copies (TC_TMA=0)": ([T, U(1, 16), L(1, 2), L(0, 4), U(0, 2), R(2, 4)], {"TC_TMA": 0}),
+         "wgmma 128x256, k16, core matrices, cp.async": ([T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4)], {})}
 
 def torch_time(fn) -> float:
   for _ in range(3): fn()
@@ -57,10 +61,14 @@ def main() -> None:
       out = np.empty(n * n, np.int16)
       b.copyout(memoryview(out).cast("B"))
       return torch.tensor(out).view(tdt).float().numpy().reshape(n, n)
-    run(ex, None, bufs, ref, "heuristic (staged, ldmatrix, mma.sync)", 2 * n ** 3, as_float)
-    with Context(TC_STAGE=0): run(ex, None, bufs, ref, "heuristic without staging (TC_STAGE=0)", 2 * n ** 3, as_float)
-    if getattr(Device[DEV].renderer, "wgmma", False):
-      for label, opts in WGMMA.items(): run(ex, opts, bufs, ref, label, 2 * n ** 3, as_float)
+    ren = Device[DEV].renderer
+    run(ex, None, bufs, ref, "heuristic" + (" (wgmma, TMA)" if getattr(ren, "tma", False) else " (staged, ldmatrix, mma.sync)"), 2 * n ** 3, as_float)
+    if getattr(ren, "wgmma", False):
+      mma = hand_coded_optimizations(ex.ast, type(ren)("sm_90"))  # the tiles without Hopper's instructions
+      run(ex, mma, bufs, ref, "mma.sync tiles (staged, ldmatrix)", 2 * n ** 3, as_float)
+      with Context(TC_STAGE=0): run(ex, mma, bufs, ref, "mma.sync tiles without staging (TC_STAGE=0)", 2 * n ** 3, as_float)
+      for label, (opts, ctx) in WGMMA.items():
+        with Context(**ctx): run(ex, opts, bufs, ref, label, 2 * n ** 3, as_float)
   bs, c, hw = 32, 64, 58
   ex = conv2d(bs, c, c, hw, hw, 3, 3, dt=dtypes.float16)
   rng = np.random.default_rng(0)

@@ -7,6 +7,7 @@ import itertools, os, shutil, subprocess, tempfile
 import numpy as np
 import pytest
 from tg_uop.dtype import dtypes
+from tg_uop.helpers import Context
 from tg_codegen.examples import half_matmul, run_example
 from tg_codegen.kernel import Opt, OptOps
 from tg_codegen.opt.heuristic import hand_coded_optimizations
@@ -50,8 +51,9 @@ def test_wgmma_needs_a_warpgroup_and_sm90a():
   wg = [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4), R(2, 4)]
   assert "wgmma.mma_async" in get_program(ex.ast, CUDARenderer("sm_90a"), wg).src
   assert "wgmma" not in get_program(ex.ast, CUDARenderer("sm_90"), wg).src  # plain sm_90 has no wgmma: mma.sync
-  # the last LOCAL over N: no warpgroup along M, so mma.sync (the heuristic's tiles today: they are faster on the H100)
-  assert "wgmma" not in get_program(ex.ast, CUDARenderer("sm_90a"), hand_coded_optimizations(ex.ast, CUDARenderer("sm_90a"))).src
+  # the heuristic: Hopper's tiles on sm_90a (wgmma, TMA), mma.sync tiles otherwise
+  assert "wgmma" in get_program(ex.ast, CUDARenderer("sm_90a"), hand_coded_optimizations(ex.ast, CUDARenderer("sm_90a"))).src
+  assert "wgmma" not in get_program(ex.ast, CUDARenderer("sm_90"), hand_coded_optimizations(ex.ast, CUDARenderer("sm_90"))).src
 
 @pytest.mark.parametrize("opts", [[T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4)], [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4), R(2, 4)]],
                          ids=["pipelined", "swizzled"])
@@ -72,5 +74,47 @@ def test_over_48kb_of_shared_memory_is_dynamic():
   big = get_program(half_matmul(512, 512, 512).ast, ren, [T, U(1, 4), U(1, 4), U(0, 2), L(0, 2), L(0, 4), R(2, 4)]).src
   assert 'extern "C" __device__ const unsigned int tg_dynamic_shared_bytes = 196608;' in big and "extern __shared__" in big
   assert "half* smem0 = (half*)(tg_dsmem + 0);" in big and "half* smem1 = (half*)(tg_dsmem + 131072);" in big
-  small = get_program(half_matmul(512, 512, 512).ast, ren, hand_coded_optimizations(half_matmul(512, 512, 512).ast, ren)).src
+  small = get_program(half_matmul(512, 512, 512).ast, ren, hand_coded_optimizations(half_matmul(512, 512, 512).ast, CUDARenderer("sm_90"))).src
   assert "tg_dynamic_shared_bytes" not in small and "__shared__ __align__(1024) half smem0" in small
+
+# ---- TMA: the tiles copied by bulk tensor copies completing on mbarriers (Hopper's heuristic tiles)
+
+TMA_CASES = [((128, 128, 256), [T, U(1, 8), L(0, 4), R(2, 4)], dtypes.float16, "one warpgroup, 4 iterations in 8 stages"),
+             ((128, 256, 192), [T, U(1, 8), L(1, 2), L(0, 4), R(2, 4)], dtypes.bfloat16, "two warpgroups along N, two B boxes"),
+             ((256, 256, 640), [T, U(1, 8), L(1, 2), L(0, 4), U(0, 2), R(2, 4)], dtypes.float16, "two WGMMAs along M, 10 iterations")]
+
+@pytest.mark.parametrize("shape,opts,dt,what", TMA_CASES, ids=[c[3] for c in TMA_CASES])
+def test_tma_wgmma_matmul_python(shape, opts, dt, what):
+  # PYTHON copies each box element by element into its 128-byte swizzled place, as the copy engine does; an mbarrier wait is a
+  # block-wide sync there, so a wrong stage, phase or box shows up as a wrong result
+  ex = half_matmul(*shape, dt)
+  rng = np.random.default_rng(2)
+  a, b = ((rng.integers(-8, 8, s) / 8).astype(np.float32) for s in ex.shapes[1:])
+  bits = (lambda x: x.astype(np.float16)) if dt == dtypes.float16 else (lambda x: (x.view(np.uint32) >> 16).astype(np.uint16))
+  out, spec = run_example(ex, "PYTHON", [bits(a), bits(b)], opts)
+  assert "'tma'" in spec.src and "mbar_wait" in spec.src, what
+  got = out.astype(np.float32) if dt == dtypes.float16 else (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+  np.testing.assert_allclose(got, a @ b, rtol=1e-2, atol=1e-2, err_msg=what)
+
+def test_tma_cuda_source_and_tensor_maps():
+  # the heuristic's 512^3 kernel on sm_90a: A one 128-row box, B four 64-column boxes a stage, each stage on its mbarrier, the maps
+  # described for the CUDA device (buffer, CUtensorMapDataType, columns, rows, row bytes, box, 128-byte swizzle), the results stored
+  # two halves at a time; TC_TMA=0 copies with cp.async instead (and the heuristic then takes mma.sync tiles); tiles whose rows
+  # aren't in memory order can't be boxes
+  ex = half_matmul(512, 512, 512)
+  ren = CUDARenderer("sm_90a")
+  src = get_program(ex.ast, ren, opts := hand_coded_optimizations(ex.ast, ren)).src
+  assert 'tg_tensor_maps[] = {2, 1, 6, 512, 512, 1024, 64, 128, 3, 2, 6, 512, 512, 1024, 64, 64, 3};' in src
+  assert "const __grid_constant__ tg_tmap tmap0, const __grid_constant__ tg_tmap tmap1)" in src
+  assert src.count("cp.async.bulk.tensor.2d") == 3 * 5 and "mbarrier.arrive.expect_tx" in src and "tg_mbar_wait(" in src
+  assert "*((tg_half2*)(data0+" in src and "cp.async.cg" not in src
+  with Context(TC_TMA=0):
+    off = get_program(ex.ast, ren, opts).src
+    assert "wgmma" not in get_program(ex.ast, ren, hand_coded_optimizations(ex.ast, ren)).src  # the heuristic's tiles need TMA
+  assert "tg_tensor_maps" not in off and "cp.async.cg" in off and "wgmma" in off
+  assert "tg_tensor_maps" not in get_program(ex.ast, ren, [T, U(1, 4), U(1, 4), U(0, 2), L(1, 2), L(0, 4), R(2, 4)]).src
+  if (nvcc := shutil.which("nvcc") or (p if os.path.exists(p := "/usr/local/cuda/bin/nvcc") else None)) is None: pytest.skip("no nvcc")
+  with tempfile.TemporaryDirectory() as d:
+    open(f"{d}/k.cu", "w").write(src)
+    res = subprocess.run([nvcc, "-cubin", "-arch=sm_90a", f"{d}/k.cu", "-o", f"{d}/k.cubin"], capture_output=True, text=True)
+  assert res.returncode == 0, res.stderr

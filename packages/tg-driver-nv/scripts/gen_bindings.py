@@ -26,7 +26,8 @@ CUDA_FUNCTIONS = (
   "cuEventElapsedTime", "cuEventDestroy", "cuStreamCreate", "cuStreamSynchronize", "cuStreamDestroy",
   # CUDA graphs (TinyJit replay): one kernel node per captured kernel, parameters updated in place on the instantiated graph
   "cuGraphCreate", "cuGraphDestroy", "cuGraphAddKernelNode", "cuGraphInstantiate", "cuGraphExecDestroy", "cuGraphLaunch",
-  "cuGraphExecKernelNodeSetParams")
+  "cuGraphExecKernelNodeSetParams",
+  "cuTensorMapEncodeTiled")  # TMA: a kernel's bulk tensor copies read a 128-byte tensor map built here per buffer address
 NVRTC_FUNCTIONS = (
   "nvrtcGetErrorString", "nvrtcVersion", "nvrtcGetNumSupportedArchs", "nvrtcGetSupportedArchs", "nvrtcCreateProgram",
   "nvrtcDestroyProgram", "nvrtcCompileProgram", "nvrtcGetPTXSize", "nvrtcGetPTX", "nvrtcGetCUBINSize", "nvrtcGetCUBIN",

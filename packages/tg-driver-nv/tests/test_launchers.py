@@ -32,7 +32,7 @@ def cuda_launches(monkeypatch):
 
 def _cuda_program() -> cuda_device.CUDAProgram:
   prg = object.__new__(cuda_device.CUDAProgram)  # no module to load: the launch goes to the stand-in
-  prg.device, prg.name, prg.fn, prg.smem = _Ctx(), "k", None, 0
+  prg.device, prg.name, prg.fn, prg.smem, prg.tmaps = _Ctx(), "k", None, 0, None
   return prg
 
 def test_cuda_launcher_passes_each_launchs_device_pointers(cuda_launches):
@@ -55,6 +55,29 @@ def test_cuda_launches_carry_the_kernels_dynamic_shared_memory(cuda_launches):
   prg.launcher((1,), (128,))(ctypes.c_uint64(0x1000))
   prg(ctypes.c_uint64(0x1000), global_size=(1,), local_size=(128,))
   assert cuda_launches.shared == [98304, 98304]
+
+def test_cuda_launches_pass_tensor_maps_encoded_per_buffer_address(cuda_launches, monkeypatch):
+  # a kernel with TMA copies takes its tensor maps after the buffers: each holds its buffer's address, so a launch whose buffers
+  # moved gets maps encoded for the new addresses, and one whose buffers stayed reuses them (both launch paths)
+  encoded = []
+  def encode(m, dt, rank, addr, dims, strides, box, elem_strides, interleave, swizzle, l2, oob):
+    assert ctypes.addressof(m._obj) % 64 == 0, "the driver wants 64-byte aligned maps"
+    encoded.append((dt, rank, addr.value, dims[0], dims[1], strides[0], box[0], box[1], elem_strides[0], swizzle))
+    m._obj.opaque[0] = addr.value + 7  # what the stand-in launch reads back from the parameter
+    return 0
+  monkeypatch.setitem(vars(cuda_device.cuda), "cuTensorMapEncodeTiled", encode)
+  prg = _cuda_program()
+  prg.tmaps = cuda_device.TensorMaps(prg, [2, 1, 6, 512, 256, 1024, 64, 128, 3, 2, 9, 256, 512, 512, 64, 64, 3])
+  launch = prg.launcher((2,), (128,))
+  a, b, c = ctypes.c_uint64(0x1000), ctypes.c_uint64(0x2000), ctypes.c_uint64(0x3000)
+  launch(a, b, c)
+  launch(a, b, c)
+  b.value = 0x5000
+  launch(a, b, c)
+  prg(a, b, c, global_size=(2,), local_size=(128,))
+  maps = lambda x: [(6, 2, x, 512, 256, 1024, 64, 128, 1, 3), (9, 2, 0x3000, 256, 512, 512, 64, 64, 1, 3)]  # noqa: E731
+  assert encoded == maps(0x2000) + maps(0x5000)
+  assert [s[2] for s in cuda_launches.seen] == [[0x1000, 0x2000, 0x3000, 0x2007, 0x3007]] * 2 + [[0x1000, 0x5000, 0x3000, 0x5007, 0x3007]] * 2
 
 def test_cuda_launcher_checks_dims_once_and_reports_a_failed_launch(cuda_launches):
   prg = _cuda_program()

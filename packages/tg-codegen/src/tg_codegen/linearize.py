@@ -122,8 +122,9 @@ def _finalize(placed: list[UOp], sink: UOp, alias: dict[UOp, list[UOp]], closes:
     if u.op is Ops.LOAD:
       head = s[:2] if len(s[0].src) == 3 and len(s) > 1 else s[:1]
       return head + tuple(x for x in s[len(head):] if x.dtype == dtypes.void)
-    if u.op is Ops.STORE: return s[:2] + tuple(x for x in s[2:] if x.dtype == dtypes.void)
-    if u.op is Ops.BARRIER: return tuple(x for x in s if x.dtype == dtypes.void)
+    # a TMA copy keeps its mbarrier (STORE arg ("tma", ...)); an mbarrier BARRIER (arg ("mbar_*", ...)) its barrier and value
+    lead = 3 if u.op is Ops.STORE and type(u.arg) is tuple else 2 if u.op is Ops.STORE or type(u.arg) is tuple else 0
+    if u.op in (Ops.STORE, Ops.BARRIER): return s[:lead] + tuple(x for x in s[lead:] if x.dtype == dtypes.void)
     return s
   for u in placed:
     if u.op is Ops.END:

@@ -170,11 +170,53 @@ class CUDAAllocator(LRUAllocator):
 
 _LOG_SIZE = 16384
 
-def _kernel_params(bufs: tuple, vals: tuple[int, ...]) -> tuple[Any, list]:
-  # cuLaunchKernel's kernelParams: one pointer per parameter (the buffers' CUdeviceptr values, then the int32 values); the driver
-  # copies what they point to at the call, so the list that keeps the ints alive only has to outlive it
+def _kernel_params(bufs: tuple, vals: tuple[int, ...], tmaps: TensorMaps | None = None) -> tuple[Any, list]:
+  # cuLaunchKernel's kernelParams: one pointer per parameter (the buffers' CUdeviceptr values, the int32 values, then the tensor
+  # maps); the driver copies what they point to at the call, so the list that keeps the ints alive only has to outlive it
   ints = [ctypes.c_int32(v) for v in vals]
-  return (ctypes.c_void_p * (len(bufs) + len(ints)))(*(ctypes.addressof(b) for b in bufs), *(ctypes.addressof(i) for i in ints)), ints
+  maps = tmaps.addresses(bufs) if tmaps is not None else ()
+  return (ctypes.c_void_p * (len(bufs) + len(ints) + len(maps)))(*(ctypes.addressof(b) for b in bufs),
+                                                                  *(ctypes.addressof(i) for i in ints), *maps), ints
+
+class TensorMaps:
+  """The TMA tensor maps a kernel takes as its last parameters (`const __grid_constant__` CUtensorMaps): the CUDA renderer lists
+  them in the module symbol `tg_tensor_maps` = {count, then per map: buffer, CUtensorMapDataType, columns, rows, row stride in
+  bytes, box columns, box rows, swizzle}; a map also holds its buffer's address, so one is encoded (cuTensorMapEncodeTiled) per
+  address the buffer has had (kept: a replay's buffers come back from the allocator's cache at the same addresses)."""
+  def __init__(self, prg: CUDAProgram, specs: list[int]):
+    self.name, self.device = prg.name, prg.device.device
+    self.specs = [tuple(specs[1 + 8 * i:9 + 8 * i]) for i in range(specs[0])]
+    self.bufs = tuple(dict.fromkeys(s[0] for s in self.specs))
+    self.cache: dict[tuple, tuple[list[int], Any]] = {}
+
+  @staticmethod
+  def read(prg: CUDAProgram) -> TensorMaps | None:
+    """The tensor maps `prg`'s module declares, or None."""
+    ptr, size = cuda.CUdeviceptr(), ctypes.c_size_t()
+    if cuda.cuModuleGetGlobal(ctypes.byref(ptr), ctypes.byref(size), prg.module, b"tg_tensor_maps") != 0: return None
+    vals = (ctypes.c_uint64 * (size.value // 8))()
+    cu_check(cuda.cuMemcpyDtoH(vals, ptr, size.value), f"reading {prg.name!r}'s tensor maps on {prg.device.device}")
+    return TensorMaps(prg, list(vals))
+
+  def addresses(self, bufs: tuple) -> list[int]:
+    """Host addresses of the maps for these buffers (kernelParams entries), encoded on first sight of their addresses."""
+    key = tuple(bufs[b].value for b in self.bufs)
+    if (hit := self.cache.get(key)) is not None: return hit[0]
+    store = ctypes.create_string_buffer(128 * len(self.specs) + 64)  # the driver wants each map 64-byte aligned
+    base = -ctypes.addressof(store) % 64 + ctypes.addressof(store)
+    out = []
+    for i, (buf, dt, cols, rows, stride, bcols, brows, swizzle) in enumerate(self.specs):
+      m = cuda.CUtensorMap.from_address(base + 128 * i)
+      dims, strides = (ctypes.c_uint64 * 2)(cols, rows), (ctypes.c_uint64 * 1)(stride)
+      box, ones = (ctypes.c_uint32 * 2)(bcols, brows), (ctypes.c_uint32 * 2)(1, 1)
+      cu_check(cuda.cuTensorMapEncodeTiled(ctypes.byref(m), dt, 2, ctypes.c_void_p(bufs[buf].value), dims, strides, box, ones,
+                                           cuda.CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, cuda.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                           cuda.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+               f"cuTensorMapEncodeTiled for kernel {self.name!r}'s map {i} ({rows} x {cols}, box {brows} x {bcols}) on {self.device}")
+      out.append(base + 128 * i)
+    if len(self.cache) >= 64: self.cache.clear()  # buffers that keep moving: don't grow without bound
+    self.cache[key] = (out, store)
+    return out
 
 def _dynamic_shared(prg, device) -> int:
   """The dynamic shared memory a kernel launches with: the CUDA renderer declares it (over 48 KB) in the module symbol
@@ -207,12 +249,13 @@ class CUDAProgram(Program):
              f"cuModuleGetFunction({name!r}) on {device.device}")
     self.events = device.timing_events
     self.smem = _dynamic_shared(self, device)
+    self.tmaps = TensorMaps.read(self)
 
   def __call__(self, *bufs: Any, global_size: tuple[int, ...] = (1, 1, 1), local_size: tuple[int, ...] = (1, 1, 1),
                vals: tuple[int, ...] = (), wait: bool = False) -> float | None:
     (g0, g1, g2), (l0, l1, l2) = check_launch_dims(global_size, local_size)
     self.device.activate()
-    params, _keep = _kernel_params(bufs, vals)
+    params, _keep = _kernel_params(bufs, vals, self.tmaps)
     if wait: cu_check(cuda.cuEventRecord(self.events[0], None), "cuEventRecord")
     status = cuda.cuLaunchKernel(self.fn, g0, g1, g2, l0, l1, l2, self.smem, None, params, None)
     if status != 0:
@@ -230,12 +273,16 @@ class CUDAProgram(Program):
     # after call (inputs, and outputs back from the allocator's cache), so the addresses it holds rarely change; when they do it
     # is rebuilt. The context check stays per launch: another library may have made its own context current meanwhile.
     (g0, g1, g2), (l0, l1, l2) = check_launch_dims(global_size, local_size)
-    dev, fn, launch_kernel, addressof, smem = self.device, self.fn, cuda.cuLaunchKernel, ctypes.addressof, self.smem
+    dev, fn, launch_kernel, addressof, smem, tmaps = self.device, self.fn, cuda.cuLaunchKernel, ctypes.addressof, self.smem, self.tmaps
     last: tuple = (None, None)  # (the parameter addresses, the kernelParams array holding them)
     def launch(*bufs: Any) -> None:
       nonlocal last
       dev.activate()
-      if (cached := last)[0] != (key := tuple(map(addressof, bufs))): cached = last = (key, (ctypes.c_void_p * len(key))(*key))
+      if tmaps is not None:  # the maps hold the buffers' addresses: looked up on every launch
+        key = (*map(addressof, bufs), *tmaps.addresses(bufs))
+        if last[0] != key: last = (key, (ctypes.c_void_p * len(key))(*key))
+        cached = last
+      elif (cached := last)[0] != (key := tuple(map(addressof, bufs))): cached = last = (key, (ctypes.c_void_p * len(key))(*key))
       if (status := launch_kernel(fn, g0, g1, g2, l0, l1, l2, smem, None, cached[1], None)) != 0:
         raise RuntimeError(f"cuLaunchKernel({self.name!r}, grid={(g0, g1, g2)}, block={(l0, l1, l2)}) on {dev.device} failed: {cu_error(status)}")
     return launch
@@ -272,7 +319,7 @@ class CUDAGraph(GraphRunner):
 
   @staticmethod
   def _params(l: Launch) -> tuple[Any, Any]:
-    args, keep = _kernel_params(l.bufs, l.vals)
+    args, keep = _kernel_params(l.bufs, l.vals, getattr(l.prg, "tmaps", None))
     (g0, g1, g2), (b0, b1, b2) = l.global_size, l.local_size
     return cuda.CUDA_KERNEL_NODE_PARAMS(l.prg.fn, g0, g1, g2, b0, b1, b2, getattr(l.prg, "smem", 0), args, None), (args, keep)
 

@@ -16,7 +16,7 @@ from tg_uop.runtime.compiled import Compiled
 from tg_uop.runtime.compiler import CompileError, Compiler
 from tg_uop.runtime.program import Program, check_launch_dims
 from tg_uop.runtime.renderer import Renderer
-from tg_codegen.tensor_cores import MMA_TENSOR_CORES, parse_wmma_arg, mma_reference, ldmatrix_reference, WarpGroupMMA, wgmma_reference
+from tg_codegen.tensor_cores import MMA_TENSOR_CORES, parse_wmma_arg, mma_reference, ldmatrix_reference, WarpGroupMMA, wgmma_reference, sw128
 
 # ---- scalar encodings: how each dtype is laid out in memory ----
 def _fp8e4m3_decode(b: int) -> float:
@@ -103,6 +103,8 @@ class PythonRenderer(Renderer):
   async_copy = True  # cp.async-staged tiles run as plain loads and stores: the same program, checked without a GPU
   ldmatrix = True    # emulated warp-wide (`tensor_cores.ldmatrix_reference`)
   wgmma = True       # emulated warpgroup-wide (`tensor_cores.wgmma_reference`)
+  tma = True         # bulk tensor copies run as element copies into the swizzled box; mbarrier waits are block-wide syncs
+  shared_max_dynamic = 232448  # as Hopper's: wgmma's pipelines get the stages they get on the H100 (opts keep `shared_max`)
   supported_ops = frozenset(python_alu)
   tensor_cores: list = list(MMA_TENSOR_CORES)  # emulated exactly (`mma_reference`), so the TC opt is tested without a GPU
 
@@ -284,6 +286,7 @@ class PythonProgram(Program):
       elif op is Ops.INDEX: v[pc] = (v[src[0]], v[src[1]], v[src[2]] if len(src) > 2 else True)
       elif op is Ops.LOAD and type(arg) is tuple: v[pc] = yield (pc, v[src[0]])  # ldmatrix: a warp-wide exchange
       elif op is Ops.LOAD: v[pc] = self._load(dt, v[src[0]], v[src[1]] if len(src) > 1 else None)
+      elif op is Ops.STORE and type(arg) is tuple: self._tma(arg, v[src[0]], v[insts[src[1]][2][0]])
       elif op is Ops.STORE: self._store(v[src[0]], v[src[1]])
       elif op is Ops.RANGE:
         v[pc] = 0
@@ -318,6 +321,19 @@ class PythonProgram(Program):
       elif op is Ops.NOOP or op is Ops.AFTER: v[pc] = v[src[0]] if src else None
       # ENDIF: nothing to do, the IF jumped past it when its condition was false
       pc += 1
+
+  def _tma(self, arg: tuple, dst: tuple, src: tuple) -> None:
+    # a TMA copy (tg_codegen.lower.wgmma, renderer/cuda.py `_render_tma`): boxes of 64 columns x `box` rows, 128-byte swizzled
+    (smem, base, gate), (gmem, origin, _) = dst, src
+    if not gate: return
+    _, rs, rows, box, nbox, bstride, _expect = arg
+    if base % 512: raise RuntimeError(f"PYTHON kernel {self.name!r}: a TMA box at shared element {base} is not 1024-byte aligned")
+    if origin % rs + 64 * nbox > rs or origin // rs + box > rows:
+      raise RuntimeError(f"PYTHON kernel {self.name!r}: a TMA box at element {origin} leaves its {rows} x {rs} view")
+    for i in range(nbox):
+      for r in range(box):
+        vals = gmem.load(self.name, origin + r * rs + 64 * i, 64)
+        for c in range(64): smem.store(self.name, base + i * bstride + sw128(r * 64 + c), (vals[c],))
 
   def _special(self, arg: str, gid: tuple[int, ...], lid: tuple[int, ...], ls: tuple[int, ...]) -> int:
     try: d = int(arg[-1])

@@ -19,7 +19,10 @@ from tg_uop.helpers import prod
 from tg_uop.ops import Ops
 from tg_uop.uop import UOp
 from tg_codegen.kernel import AxisType, KernelInfo, mma_operands
+from tg_uop.helpers import ContextVar
 from tg_codegen.lower.stage import TC_STAGE, range_stride, copy_to_shared
+
+TC_TMA = ContextVar("TC_TMA", 1)  # 0: wgmma's tiles copied by every thread with cp.async even where TMA could copy them
 from tg_codegen.tensor_cores import WarpGroupMMA, wg_offset
 
 def _radix(axes: list) -> list[tuple[UOp, int, int]]:
@@ -93,6 +96,26 @@ class _Plan:
     self.swizzle = self.bk == 64 and self.wg.n % 64 == 0
     self.a_layout = (8, 512, True) if self.swizzle else (64, 8 * self.bk, False)
     self.b_layout = (512, 8 * self.bn, True) if self.swizzle else (8 * self.bn, 64, False)
+    self.tma = getattr(ren, "tma", False) and TC_TMA.value and self.swizzle and len(self.loops) == 1 and self._tma_rows()
+    # TMA writes B's 64-column atoms one after the other, each all BK rows: atoms BK*64 elements apart, 8-row groups 512
+    if self.tma: self.b_layout = (64 * self.bk, 512, True)
+
+  def _tma_rows(self) -> bool:
+    """Whether both tiles are boxes of a 2-D view of their buffers (rows of `rs` elements; A: BM rows of BK, B: BK rows of BN)
+    that TMA can copy: every tile digit a whole number of rows or columns, rows 16-byte aligned, tiles starting on 64-column
+    boundaries (so a box never wraps a row). Sets `a_rows`/`b_rows` = (row stride, rows in the buffer)."""
+    for x, rows, cols, name in ((self.a, self.mrole, self.krole, "a_rows"), (self.b, self.krole, self.nrole, "b_rows")):
+      idx = x.src[0].src[1]
+      rngs = [u for u in idx.toposort() if u.op is Ops.RANGE]
+      rs = range_stride(idx, rows[-1].rng, rngs)  # the innermost row digit: the tensor core's M (A) or K (B)
+      if not isinstance(rs, int) or rs <= 0 or rs % 64: return False
+      want = {**{r: s * rs for r, _, s in _radix(rows)}, **{r: s for r, _, s in _radix(cols)}}
+      if any(range_stride(idx, r, rngs) != w for r, w in want.items()): return False
+      origin = idx.substitute({r: r.const_like(0) for r in want}).simplify()
+      size = x.src[0].src[0].dtype.size
+      if origin.const_factor() % 64 or size % rs: return False
+      setattr(self, name, (rs, size // rs))
+    return True
 
 def wgmma_applies(sink: UOp, info: KernelInfo, ren) -> _Plan | None:
   """The plan when the TC opt of `info` lowers to wgmma on `ren` (see the module docstring), else None."""
@@ -113,7 +136,8 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
   # S >= 3 buffers where they fit (up to 8): iteration i's copies go D = S-2 iterations ahead, into buffer (i+D)%S, last read by
   # the WGMMAs of i-2 (each iteration starts by waiting for all but the newest WGMMA group, then syncs); the copies of i are waited
   # for (all but the D newest cp.async groups) before i's WGMMAs
-  stages = min(8, p.smem_budget // p.smem_bytes) if getattr(ren, "async_copy", False) and len(p.loops) == 1 else 1
+  # (with TMA, the stages' mbarriers take one more 1024-byte slice of shared memory)
+  stages = min(8, (p.smem_budget - 1024 * p.tma) // p.smem_bytes) if getattr(ren, "async_copy", False) and len(p.loops) == 1 else 1
   pipe = stages >= 3
   nbuf = stages if pipe else 1
   sa = UOp(Ops.DEFINE_LOCAL, dt.ptr(nbuf * asz, "local"), (), nid)
@@ -142,7 +166,9 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
     return copy_to_shared(buf, smem, dt, 8, off, gi, after, gate, kind)
   # the tiles are written by ordinary stores or cp.async and read by the tensor cores through the async proxy: each thread fences
   # its writes for that proxy before the sync
-  if not pipe:
+  if pipe and p.tma:
+    ready, cur = _tma_pipeline(p, sa, sb, nid + 2, nbuf, tid, asz, bsz)
+  elif not pipe:
     free = UOp(Ops.BARRIER, dtypes.void, tuple(p.loops))  # the previous iteration's WGMMAs are done
     ready = UOp(Ops.BARRIER, dtypes.void, tuple(copy(q, t, b, gi, sm, off, (free,)) for q, t, b, gi, sm, off, _ in copies()), "async_proxy")
     cur = {sa: 0, sb: 0}
@@ -187,7 +213,8 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
     src = [new[s] for s in u.src]
     if u.op is Ops.END and p.m in u.src and p.n in u.src:
       vals = [v for v in u.src if v.op is not Ops.RANGE]
-      xs = [v.substitute({p.red: res.gep(i)}).substitute(at(i)) for i in range(nc) for v in vals]
+      xs = [x for i in range(0, nc, 2) for v in vals
+            for x in _pair(v, [v.substitute({p.red: res.gep(j)}).substitute(at(j)) for j in (i, i + 1)], p.n)]
       rr = [r for r in u.src if r.op is Ops.RANGE and r not in gone]
       new[u] = UOp(Ops.END, dtypes.void, (*xs, *rr)) if rr else UOp(Ops.SINK, dtypes.void, tuple(xs))
     else: new[u] = u if all(x is y for x, y in zip(src, u.src)) else UOp(u.op, u.dtype, tuple(src), u.arg)
@@ -195,6 +222,48 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
   if any(x in out.toposort() for x in (*gone, *(x.rng for x in p.krole))):
     raise ValueError(f"wgmma lowering of {info.name}: the tensor core's M/N/K or N upcast ranges are still used outside the reduction")
   return UOp(Ops.SINK, dtypes.void, tuple(x for s in out.src for x in (s.src if s.op is Ops.SINK else (s,))), out.arg)
+
+def _tma_pipeline(p: _Plan, sa: UOp, sb: UOp, bar_id: int, nbuf: int, tid: UOp, asz: int, bsz: int) -> tuple[UOp, dict]:
+  """The S-stage pipeline with TMA: thread 0 copies each iteration's tiles with bulk tensor copies (A one box of BM rows x 64,
+  B one box of BK rows x 64 per 64 columns, both 128-byte swizzled by the copy engine) that complete on the stage's mbarrier;
+  every thread waits on that mbarrier instead of a block-wide sync. Iteration i: wait for all but the newest WGMMA group + sync
+  (stage (i-2)%S is free), thread 0 starts i+S-2's copies, everyone waits for stage i%S (phase (i//S)%2). Returns the UOp the
+  WGMMAs follow and the tiles' offsets of the current stage."""
+  loop, ahead, n = p.loops[0], nbuf - 2, p.loops[0].src[0]
+  bar = UOp(Ops.DEFINE_LOCAL, dtypes.uint64.ptr(nbuf, "local"), (), bar_id)
+  first = tid.eq(0)
+  init = UOp(Ops.BARRIER, dtypes.void, (bar.index(UOp.const(dtypes.index, 0)), first), ("mbar_init", nbuf))
+  zero_a = {r: r.const_like(0) for r, _, _ in _radix(p.mrole + p.krole)}
+  zero_b = {r: r.const_like(0) for r, _, _ in _radix(p.krole + p.nrole)}
+  stage_bytes = (asz + bsz) * p.a.dtype.itemsize
+  def copies(it: UOp, gate: UOp, after: tuple) -> UOp:  # iteration `it`'s tiles into stage it % S; B's copy follows A's
+    st = it % nbuf if it.op is not Ops.CONST else it.const_like(it.arg % nbuf)
+    (rsa, rowsa), (rsb, rowsb) = p.a_rows, p.b_rows
+    ga = p.a.src[0].src[1].substitute({**zero_a, loop: it})
+    gb = p.b.src[0].src[1].substitute({**zero_b, loop: it})
+    # arg: ("tma", row stride, rows in the buffer, box rows, boxes (64 columns each), shared elements between boxes, bytes the
+    # stage's mbarrier expects (the first copy of a stage arrives on it for the whole stage; 0: no arrival))
+    ca = UOp(Ops.STORE, dtypes.void, (sa.index(st * asz, gate=gate), UOp(Ops.LOAD, p.a.dtype, (p.a.src[0].src[0].index(ga, gate=gate),
+             UOp.const(p.a.dtype, 0)), "tma"), bar.index(st), *after), ("tma", rsa, rowsa, p.bm, 1, 0, stage_bytes))
+    return UOp(Ops.STORE, dtypes.void, (sb.index(st * bsz, gate=gate), UOp(Ops.LOAD, p.b.dtype, (p.b.src[0].src[0].index(gb, gate=gate),
+               UOp.const(p.b.dtype, 0)), "tma"), bar.index(st), ca), ("tma", rsb, rowsb, p.bk, p.bn // 64, 64 * p.bk, 0))
+  pro = (init,)
+  for d in range(ahead):  # the prologue: iterations 0 .. D-1
+    gate = first if n.op is Ops.CONST and d < n.arg else first & (loop.const_like(d) < n)
+    pro = (copies(loop.const_like(d), gate, pro),)
+  free = UOp(Ops.BARRIER, dtypes.void, (loop, *pro), "wgmma_wait1")
+  later = copies(loop + ahead, first & ((loop + ahead) < n), (free,))
+  ready = UOp(Ops.BARRIER, dtypes.void, (bar.index(loop % nbuf), (loop // nbuf) % 2, later), ("mbar_wait",))
+  return ready, {sa: (loop % nbuf) * asz, sb: (loop % nbuf) * bsz}
+
+def _pair(v: UOp, xs: list[UOp], n: UOp) -> list[UOp]:
+  """A lane's stores `xs` of `v` for two adjacent columns of the tensor core's N: one 2-wide STORE where `v` is a plain store
+  whose address moves by one element along N, else both."""
+  if v.op is not Ops.STORE or len(v.src) != 2 or v.src[0].op is not Ops.INDEX or len(v.src[0].src) != 2: return xs
+  idx = v.src[0].src[1]
+  if range_stride(idx, n, [u for u in idx.toposort() if u.op is Ops.RANGE]) != 1: return xs
+  a, b = xs
+  return [UOp(Ops.STORE, dtypes.void, (a.src[0], UOp(Ops.VECTORIZE, a.src[1].dtype.vec(2), (a.src[1], b.src[1]))))]
 
 def _chunk(nups: list, c: int) -> dict:
   """The N upcasts' values (ints) for 8-column chunk `c` of a WGMMA's result."""

@@ -30,6 +30,26 @@ def _tc_choice(ast: UOp, info: KernelInfo, ren) -> int | None:
     if a is not None and (along(b, n) or along(a, m)): return c
   return fits[0] if fits else None
 
+# Hopper's tiles: 128 x 256 a block, two warpgroups side by side along N, each two m64n128k16 WGMMAs an iteration of K 64, the
+# tiles copied by TMA. (the H100, float16 4096^3 / 8192^3: 0.265 / 1.815 ms, cuBLAS 0.174 / 1.368 ms; 256 x 128 0.267 / 1.773;
+# 128 x 128 0.315 / 2.886; the same 128 x 256 with cp.async copies 0.362 / 2.610; mma.sync with ldmatrix 0.475 / 3.532)
+_WGMMA_STEPS = (("n", OptOps.UPCAST, 16), ("n", OptOps.LOCAL, 2), ("m", OptOps.LOCAL, 4), ("m", OptOps.UPCAST, 2), ("k", OptOps.UNROLL, 4))
+
+def _wgmma_tiles(ast: UOp, info: KernelInfo, c: int, ren) -> KernelInfo | None:
+  """`info` (TC applied) with Hopper's tiles where the renderer has wgmma and TMA, every step fits and the lowering then takes the
+  wgmma path with TMA copies; else None."""
+  if not (getattr(ren, "wgmma", False) and getattr(ren, "tma", False)): return None
+  from tg_codegen.lower.lowerer import rebuild, _simplify_indices
+  from tg_codegen.lower.wgmma import wgmma_applies
+  ids = dict(zip("mnk", info.mma[c][:3]))
+  for role, op, amt in _WGMMA_STEPS:
+    t = AxisType.REDUCE if role == "k" else AxisType.GLOBAL
+    i = next((i for i, a in enumerate(info.axes) if a.origin == ids[role] and a.type is t), None)
+    if i is None or info.axes[i].size % amt or (new := _try(info, Opt(op, i, amt), ren)) is info: return None
+    info = new
+  plan = wgmma_applies(_simplify_indices(rebuild(ast, info)), info, ren)
+  return info if plan is not None and plan.tma else None
+
 def tensor_core_opts(ast: UOp, info: KernelInfo, ren) -> KernelInfo | None:
   """A matmul-like kernel of float16/bfloat16 on a renderer with tensor cores: TC, then each warp takes a register tile of up to
   4x8 tensor-core tiles (UPCAST of the outer M and N axes), a block holds 2x2 warps (LOCAL) and K is unrolled by 4; None if TC
@@ -39,6 +59,7 @@ def tensor_core_opts(ast: UOp, info: KernelInfo, ren) -> KernelInfo | None:
   if not getattr(ren, "tensor_cores", None): return None
   if (c := _tc_choice(ast, info, ren)) is None: return None
   info = apply_opt(info, Opt(OptOps.TC, c, 0), ren)
+  if (wg := _wgmma_tiles(ast, info, c, ren)) is not None: return wg
   m_id, n_id = info.mma[c][0], info.mma[c][1]
   # (the H100, float16 4096^3, CUDA, before shared-memory staging: this 4x8 tile of tensor-core tiles per warp 1.22 ms; 8x4 1.50 ms;
   # 4x4 1.91 ms; without the K unroll 2.2 ms. Staged with ldmatrix: 0.47 ms, BEAM=2 found nothing faster)

@@ -74,6 +74,7 @@ _TO16 = {dtypes.float16: {dtypes.float32: "__float2half_rn", dtypes.float64: "__
                            dtypes.uint16: "__ushort2bfloat16_rn"}}
 _BINOP = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.FDIV: "/", Ops.IDIV: "/", Ops.MOD: "%", Ops.SHL: "<<", Ops.SHR: ">>",
           Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^", Ops.CMPLT: "<", Ops.CMPNE: "!=", Ops.CMPEQ: "=="}
+_TMAP_DTYPE = {dtypes.float16: 6, dtypes.bfloat16: 9}  # CUtensorMapDataType: FLOAT16, BFLOAT16
 _FLOAT_FN = {Ops.SQRT: "sqrt", Ops.TRUNC: "trunc", Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin"}
 
 def _float_const(v: float, dt: DType) -> str:
@@ -115,6 +116,7 @@ class CUDARenderer(Renderer):
     self.async_copy = self.arch_num >= 80  # cp.async: the lowering may stage tensor-core tiles double-buffered
     self.ldmatrix = self.arch_num >= 75    # tensor-core fragments from shared memory in one instruction
     self.wgmma = self.arch == "sm_90a"     # Hopper's warpgroup MMA needs the arch-specific target (tg_codegen.lower.wgmma)
+    self.tma = self.wgmma                  # ... and its tiles come by bulk tensor copies (TMA): see `_render_tma`
     # beyond 48 KB a block's shared memory is dynamic: the kernel declares one extern array and the size in a module symbol
     # (`tg_dynamic_shared_bytes`) that the CUDA device reads to launch with it. Only the wgmma pipeline's stages use it: opts in
     # general stay within `shared_max` (their other limits, such as blockDim.z <= 64 for a big GROUP, aren't all checked yet)
@@ -207,7 +209,8 @@ class CUDARenderer(Renderer):
     check_kernel_name(name)
     self.r: dict[UOp, str] = {}
     self.structs: dict[str, DType] = {}
-    self.need_bitcast = self.need_wgdesc = self.wgmma_pending = False
+    self.need_bitcast = self.need_wgdesc = self.wgmma_pending = self.need_mbar = False
+    self.tmaps: dict[tuple, int] = {}  # (buffer, dtype, row stride, rows, box rows) -> the tensor map parameter's number
     # shared memory over the static 48 KB: every buffer a 1024-byte aligned slice of the dynamic array
     dyn, total = {}, 0
     if sum(u.dtype.size * u.dtype.base.itemsize for u in uops if u.op is Ops.DEFINE_LOCAL) > 49152:
@@ -271,16 +274,16 @@ class CUDARenderer(Renderer):
         emit(f"for ({t} {self.r[u]} = 0; {self.r[u]} < {self.r[u.src[0]]}; {self.r[u]}++) {{")
         depth += 1
       elif op in (Ops.END, Ops.ENDIF):
-        if op is Ops.END and self.wgmma_pending:  # the iteration's WGMMAs were only committed: they run with each other (and
-          # the next iteration's copies already in flight) until here. (Waiting at the next iteration's start instead, with one
-          # group left in flight, made ptxas serialize every wgmma: C7514)
-          emit('asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");')
-          self.wgmma_pending = False
         depth -= 1
         emit("}")
+        if op is Ops.END and self.wgmma_pending:  # the WGMMAs were only committed: each iteration's run on (into the next
+          # one, which waits for all but the newest group before reusing a stage) until the loop is done
+          emit('asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");')
+          self.wgmma_pending = False
       elif op is Ops.IF:
         emit(f"if ({self.r[u.src[0]]}) {{")
         depth += 1
+      elif op is Ops.BARRIER and type(u.arg) is tuple: self._render_mbarrier(u, emit)
       elif op is Ops.BARRIER:  # arg: None, "commit" (a cp.async group), "waitN" (commit, wait for all but the N newest groups),
         # "*_proxy" (then a proxy fence: wgmma reads the tiles), "wgmma_wait1" (all but the newest WGMMA group done)
         arg = u.arg or ""
@@ -293,7 +296,7 @@ class CUDARenderer(Renderer):
         self.r[u] = f"({self.r[u.src[0]]}+{self.r[u.src[1]]})"
         if len(u.src) > 2: gates[u] = self.r[u.src[2]]
       elif op is Ops.LOAD and u in self.inplace: self.r[u] = "<in place>"
-      elif op is Ops.LOAD and u.arg == "async": self.r[u] = "<async>"  # its STORE copies memory to memory (cp.async)
+      elif op is Ops.LOAD and u.arg in ("async", "tma"): self.r[u] = f"<{u.arg}>"  # its STORE copies memory to memory
       elif op is Ops.LOAD and type(u.arg) is tuple:  # ("ldmatrix", matrices, trans): see tg_codegen.tensor_cores
         _, nmat, trans = u.arg
         self.r[u] = fresh("frag")
@@ -302,6 +305,7 @@ class CUDARenderer(Renderer):
         emit(f'asm volatile("ldmatrix.sync.aligned.m8n8.x{nmat}{".trans" if trans else ""}.shared.b16 {{{",".join(f"%{i}" for i in range(nmat))}}}, '
              f'[%{nmat}];\\n" : {outs} : "r"((unsigned)__cvta_generic_to_shared({self.r[u.src[0]]})));')
       elif op is Ops.STORE and u.arg == "async": self._render_async_copy(u, gates, emit)
+      elif op is Ops.STORE and type(u.arg) is tuple: self._render_tma(u, gates, emit)
       elif op is Ops.LOAD: self._render_load(u, gates, define)
       elif op is Ops.STORE and u.src[1] in self.inplace.values() and u.src[0] is u.src[1].src[2].src[0]: pass  # updated in place
       elif op is Ops.STORE: self._render_store(u, gates, emit)
@@ -334,8 +338,12 @@ class CUDARenderer(Renderer):
 
     params.sort()
     lb = launch_bound(uops)
-    sig = ", ".join([p for _, p in params] + vars_)
+    tmaps = [f"const __grid_constant__ tg_tmap tmap{i}" for i in range(len(self.tmaps))]
+    sig = ", ".join([p for _, p in params] + vars_ + tmaps)
     head = [f"extern \"C\" __global__ void {f'__launch_bounds__({lb}) ' if lb else ''}{name}({sig}) {{"]
+    if self.tmaps:  # what the CUDA device passes to cuTensorMapEncodeTiled for each map (all but the buffer's address)
+      specs = [x for (buf, dt, rs, rows, box) in self.tmaps for x in (buf, _TMAP_DTYPE[dt], rs, rows, rs * dt.itemsize, 64, box, 3)]
+      head.insert(0, f'extern "C" __device__ const unsigned long long tg_tensor_maps[] = {{{len(self.tmaps)}, {", ".join(map(str, specs))}}};')
     if total: head = [f'extern "C" __device__ const unsigned int tg_dynamic_shared_bytes = {total};', *head,
                       "  extern __shared__ __align__(1024) unsigned char tg_dsmem[];"]
     return "\n".join(self._prelude(uops, wmmas) + head + pre + body + ["}"]) + "\n"
@@ -382,6 +390,39 @@ class CUDARenderer(Renderer):
          f'wgmma.commit_group.sync.aligned;\\n{wait}\\n}}\\n" : {outs} : {descs}, "r"(1) : "memory");')
     self.wgmma_pending |= bool(pipelined)
 
+  def _render_mbarrier(self, u: UOp, emit):
+    """BARRIER("mbar_init", S)(barriers, gate): the gated thread initializes S mbarriers (one arrival each), then the block syncs;
+    BARRIER("mbar_wait",)(barrier, parity): every thread waits for the barrier's phase of that parity to complete."""
+    self.need_mbar = True
+    bar, val = (self.r[x] for x in u.src[:2])
+    if u.arg[0] == "mbar_init":
+      emit(f"if ({val}) {{ for (int i = 0; i < {u.arg[1]}; i++) asm volatile(\"mbarrier.init.shared::cta.b64 [%0], 1;\" :: "
+           f"\"r\"(tg_smem({bar} + i)) : \"memory\"); asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\"); }}")
+      emit("__syncthreads();")
+    elif u.arg[0] == "mbar_wait": emit(f"tg_mbar_wait({bar}, {val});")
+    else: raise ValueError(f"unknown mbarrier BARRIER {u.arg!r}: expected ('mbar_init', n) or ('mbar_wait',)")
+
+  def _render_tma(self, u: UOp, gates: dict[UOp, str], emit):
+    """STORE(shared INDEX, LOAD(global INDEX, arg="tma"), mbarrier INDEX, arg=("tma", row stride, rows, box rows, boxes, box
+    stride, expect)) (tg_codegen.lower.wgmma): bulk tensor copies of `boxes` boxes of 64 columns x `box rows` rows from the buffer
+    seen as `rows` rows of `row stride` elements, starting at the global index, into shared memory `box stride` elements apart,
+    128-byte swizzled, completing on the mbarrier; first the copying thread arrives on it expecting `expect` bytes (if not 0).
+    Each distinct (buffer, view, box) is one tensor map: a `const __grid_constant__ tg_tmap` parameter after the others."""
+    if not self.tma: raise ValueError(f"bulk tensor copies (TMA) need the sm_90a target, this CUDARenderer is {self.arch!r}")
+    dst, ld, bar = u.src[:3]
+    gidx = ld.src[0]
+    _, rs, rows, box, nbox, bstride, expect = u.arg
+    t = self.tmaps.setdefault((gidx.src[0].arg, ld.dtype, rs, rows, box), len(self.tmaps))
+    self.need_mbar = True
+    off, b = self.r[gidx.src[1]], f"tg_smem({self.r[bar]})"
+    body = [f"int tc0 = ({off}) % {rs}, tc1 = ({off}) / {rs};"]
+    if expect: body.append(f'asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"({b}), "r"({expect}) : "memory");')
+    body += [f'asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {{%2, %3}}], [%4];" '
+             f':: "r"(tg_smem({self.r[dst]} + {i * bstride})), "l"(&tmap{t}), "r"(tc0 + {64 * i}), "r"(tc1), "r"({b}) : "memory");'
+             for i in range(nbox)]
+    gate = gates.get(dst, gates.get(gidx))
+    emit(f"if ({gate}) {{ {' '.join(body)} }}" if gate else f"{{ {' '.join(body)} }}")
+
   def _render_async_copy(self, u: UOp, gates: dict[UOp, str], emit):
     """STORE(shared INDEX, LOAD(global INDEX), arg="async"): a 16-byte cp.async (skipped where the global index is gated off)."""
     dst, src = u.src[0], u.src[1].src[0]
@@ -411,6 +452,12 @@ class CUDARenderer(Renderer):
       out.append("__device__ __forceinline__ unsigned long long tg_wgdesc(const void* p, unsigned lbo, unsigned sbo, unsigned swizzle) { "
                  "return (unsigned long long)(((unsigned)__cvta_generic_to_shared(p) & 0x3FFFF) >> 4) | ((unsigned long long)(lbo >> 4) << 16) | "
                  "((unsigned long long)(sbo >> 4) << 32) | ((unsigned long long)swizzle << 62); }")
+    if getattr(self, "need_mbar", False):
+      out += ["__device__ __forceinline__ unsigned tg_smem(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }",
+              "__device__ __forceinline__ void tg_mbar_wait(unsigned long long* bar, int parity) { asm volatile(\"{\\n.reg .pred p;\\n"
+              "tg_wait:\\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\\n@!p bra tg_wait;\\n}\\n\" :: \"r\"(tg_smem(bar)), "
+              "\"r\"(parity) : \"memory\"); }"]
+    if getattr(self, "tmaps", None): out.append("struct __align__(64) tg_tmap { unsigned long long v[16]; };  // a CUtensorMap")
     if self.need_bitcast:
       out.append("template <class T, class F> __device__ __forceinline__ T tg_bitcast(F f) { T t; memcpy(&t, &f, sizeof(T)); return t; }")
     for fn, tc in wmmas.items():
