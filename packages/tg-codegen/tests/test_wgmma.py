@@ -97,7 +97,8 @@ def test_tma_wgmma_matmul_python(shape, opts, dt, what):
   np.testing.assert_allclose(got, a @ b, rtol=1e-2, atol=1e-2, err_msg=what)
 
 def test_tma_cuda_source_and_tensor_maps():
-  # the heuristic's 512^3 kernel on sm_90a: A one 128-row box, B four 64-column boxes a stage, each stage on its mbarrier, the maps
+  # the heuristic's 512^3 kernel on sm_90a: A one 128-row box, B four 64-column boxes a stage (3 stages ahead, then one an
+  # iteration), each stage on its mbarrier, the maps
   # described for the CUDA device (buffer, CUtensorMapDataType, columns, rows, row bytes, box, 128-byte swizzle), the results stored
   # two halves at a time; TC_TMA=0 copies with cp.async instead (and the heuristic then takes mma.sync tiles); tiles whose rows
   # aren't in memory order can't be boxes
@@ -106,7 +107,7 @@ def test_tma_cuda_source_and_tensor_maps():
   src = get_program(ex.ast, ren, opts := hand_coded_optimizations(ex.ast, ren)).src
   assert 'tg_tensor_maps[] = {2, 1, 6, 512, 512, 1024, 64, 128, 3, 2, 6, 512, 512, 1024, 64, 64, 3};' in src
   assert "const __grid_constant__ tg_tmap tmap0, const __grid_constant__ tg_tmap tmap1)" in src
-  assert src.count("cp.async.bulk.tensor.2d") == 3 * 5 and "mbarrier.arrive.expect_tx" in src and "tg_mbar_wait(" in src
+  assert src.count("cp.async.bulk.tensor.2d") == 4 * 5 and "mbarrier.arrive.expect_tx" in src and "tg_mbar_wait(" in src
   assert "*((tg_half2*)(data0+" in src and "cp.async.cg" not in src
   with Context(TC_TMA=0):
     off = get_program(ex.ast, ren, opts).src

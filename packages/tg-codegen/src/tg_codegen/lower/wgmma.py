@@ -14,6 +14,7 @@ waited for.
 Needs: a float16/bfloat16 tensor core, both operands plain loads whose K (A) and N (B) run along memory 16-byte aligned, and the
 tiles within the renderer's shared memory; otherwise the TC opt lowers to mma.sync (`tensor_core.apply_tc`)."""
 from __future__ import annotations
+from typing import Any
 from tg_uop.dtype import dtypes
 from tg_uop.helpers import prod
 from tg_uop.ops import Ops
@@ -166,8 +167,9 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
     return copy_to_shared(buf, smem, dt, 8, off, gi, after, gate, kind)
   # the tiles are written by ordinary stores or cp.async and read by the tensor cores through the async proxy: each thread fences
   # its writes for that proxy before the sync
+  refill = None
   if pipe and p.tma:
-    ready, cur = _tma_pipeline(p, sa, sb, nid + 2, nbuf, tid, asz, bsz)
+    ready, cur, refill = _tma_pipeline(p, sa, sb, nid + 2, nbuf, tid, asz, bsz)
   elif not pipe:
     free = UOp(Ops.BARRIER, dtypes.void, tuple(p.loops))  # the previous iteration's WGMMAs are done
     ready = UOp(Ops.BARRIER, dtypes.void, tuple(copy(q, t, b, gi, sm, off, (free,)) for q, t, b, gi, sm, off, _ in copies()), "async_proxy")
@@ -221,15 +223,18 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
   out = new[sink]
   if any(x in out.toposort() for x in (*gone, *(x.rng for x in p.krole))):
     raise ValueError(f"wgmma lowering of {info.name}: the tensor core's M/N/K or N upcast ranges are still used outside the reduction")
-  return UOp(Ops.SINK, dtypes.void, tuple(x for s in out.src for x in (s.src if s.op is Ops.SINK else (s,))), out.arg)
+  # (TMA: the refill copies follow the iteration's WGMMAs; nothing reads them, so the SINK holds them, in their END of the loop)
+  return UOp(Ops.SINK, dtypes.void, tuple(x for s in out.src for x in (s.src if s.op is Ops.SINK else (s,))) +
+             ((refill,) if refill is not None else ()), out.arg)
 
-def _tma_pipeline(p: _Plan, sa: UOp, sb: UOp, bar_id: int, nbuf: int, tid: UOp, asz: int, bsz: int) -> tuple[UOp, dict]:
+def _tma_pipeline(p: _Plan, sa: UOp, sb: UOp, bar_id: int, nbuf: int, tid: UOp, asz: int, bsz: int) -> tuple[UOp, dict, Any]:
   """The S-stage pipeline with TMA: thread 0 copies each iteration's tiles with bulk tensor copies (A one box of BM rows x 64,
   B one box of BK rows x 64 per 64 columns, both 128-byte swizzled by the copy engine) that complete on the stage's mbarrier;
-  every thread waits on that mbarrier instead of a block-wide sync. Iteration i: wait for all but the newest WGMMA group + sync
-  (stage (i-2)%S is free), thread 0 starts i+S-2's copies, everyone waits for stage i%S (phase (i//S)%2). Returns the UOp the
-  WGMMAs follow and the tiles' offsets of the current stage."""
-  loop, ahead, n = p.loops[0], nbuf - 2, p.loops[0].src[0]
+  every thread waits on that mbarrier instead of a block-wide sync. Iteration i: everyone waits for stage i%S (phase (i//S)%2),
+  issues i's WGMMAs, waits for all but the newest WGMMA group (i-1's are done) and syncs: stage (i-1)%S is free, and thread 0
+  starts the copies of i+S-1 into it, while i's WGMMAs run. Returns the UOp the WGMMAs follow, the tiles' offsets of the current
+  stage, and the function that makes the refill after the WGMMA UOp it is given."""
+  loop, ahead, n = p.loops[0], nbuf - 1, p.loops[0].src[0]
   bar = UOp(Ops.DEFINE_LOCAL, dtypes.uint64.ptr(nbuf, "local"), (), bar_id)
   first = tid.eq(0)
   init = UOp(Ops.BARRIER, dtypes.void, (bar.index(UOp.const(dtypes.index, 0)), first), ("mbar_init", nbuf))
@@ -251,10 +256,21 @@ def _tma_pipeline(p: _Plan, sa: UOp, sb: UOp, bar_id: int, nbuf: int, tid: UOp, 
   for d in range(ahead):  # the prologue: iterations 0 .. D-1
     gate = first if n.op is Ops.CONST and d < n.arg else first & (loop.const_like(d) < n)
     pro = (copies(loop.const_like(d), gate, pro),)
-  free = UOp(Ops.BARRIER, dtypes.void, (loop, *pro), "wgmma_wait1")
-  later = copies(loop + ahead, first & ((loop + ahead) < n), (free,))
-  ready = UOp(Ops.BARRIER, dtypes.void, (bar.index(loop % nbuf), (loop // nbuf) % 2, later), ("mbar_wait",))
-  return ready, {sa: (loop % nbuf) * asz, sb: (loop % nbuf) * bsz}
+  ready = UOp(Ops.BARRIER, dtypes.void, (bar.index(loop % nbuf), (loop // nbuf) % 2, loop, *pro), ("mbar_wait",))
+  # the refill's wait follows the iteration's WGMMAs: a placeholder until they exist in their final form (`link_refill`)
+  after = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.NOOP, dtypes.void, (), _WGMMA_DONE),), "wgmma_wait1")
+  refill = UOp(Ops.END, dtypes.void, (copies(loop + ahead, first & ((loop + ahead) < n), (after,)), loop))
+  return ready, {sa: (loop % nbuf) * asz, sb: (loop % nbuf) * bsz}, refill
+
+_WGMMA_DONE = "the iteration's WGMMAs"
+
+def link_refill(sink: UOp) -> UOp:
+  """`sink` (reductions lowered) with the TMA refill's wait following the kernel's WGMMAs (see `_tma_pipeline`)."""
+  marks = [u for u in sink.toposort() if u.op is Ops.BARRIER and len(u.src) == 1 and u.src[0].op is Ops.NOOP and u.src[0].arg == _WGMMA_DONE]
+  if not marks: return sink
+  ws = tuple(u for u in sink.toposort() if u.op is Ops.WMMA and str(u.arg[0]).startswith("WGMMA"))
+  # each WGMMA UOp is one commit group: waiting for all but this iteration's leaves the previous iteration's done
+  return sink.substitute({m: UOp(Ops.BARRIER, dtypes.void, ws, f"wgmma_wait{len(ws)}") for m in marks})
 
 def _pair(v: UOp, xs: list[UOp], n: UOp) -> list[UOp]:
   """A lane's stores `xs` of `v` for two adjacent columns of the tensor core's N: one 2-wide STORE where `v` is a plain store

@@ -285,12 +285,12 @@ class CUDARenderer(Renderer):
         depth += 1
       elif op is Ops.BARRIER and type(u.arg) is tuple: self._render_mbarrier(u, emit)
       elif op is Ops.BARRIER:  # arg: None, "commit" (a cp.async group), "waitN" (commit, wait for all but the N newest groups),
-        # "*_proxy" (then a proxy fence: wgmma reads the tiles), "wgmma_wait1" (all but the newest WGMMA group done)
+        # "*_proxy" (then a proxy fence: wgmma reads the tiles), "wgmma_waitN" (all but the N newest WGMMA groups done)
         arg = u.arg or ""
         if arg == "commit" or arg.startswith("wait"): emit('asm volatile("cp.async.commit_group;\\n" ::: "memory");')
         if arg.startswith("wait"): emit(f'asm volatile("cp.async.wait_group {int(arg[4:].split("_")[0])};\\n" ::: "memory");')
         if arg.endswith("_proxy") or arg == "async_proxy": emit('asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");')
-        if u.arg == "wgmma_wait1": emit('asm volatile("wgmma.wait_group.sync.aligned 1;\\n" ::: "memory");')
+        if arg.startswith("wgmma_wait"): emit(f'asm volatile("wgmma.wait_group.sync.aligned {int(arg[10:])};\\n" ::: "memory");')
         if u.arg != "commit": emit("__syncthreads();")
       elif op is Ops.INDEX:
         self.r[u] = f"({self.r[u.src[0]]}+{self.r[u.src[1]]})"
