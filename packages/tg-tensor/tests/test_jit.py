@@ -123,3 +123,73 @@ def test_debug_2_replays_through_the_runners_and_reports_each_kernel(capsys):
   np.testing.assert_allclose(out.numpy(), (a * 2).sum(1) + 1, rtol=1e-5)
   kernels = [s for s in f.captured.steps if s[0] is not None]
   assert sum(" GFLOPS " in line for line in capsys.readouterr().out.splitlines()) == len(kernels)
+
+def _affine_jit():
+  @TinyJit
+  def f(x): return x * 2 + 1
+  return f
+
+def _vec(v): return Tensor(np.full(16, v, np.float32))
+
+def test_a_dropped_result_leaves_its_buffer_to_the_next_call():
+  import weakref
+  from tg_tensor.buffers import get_buffer
+  f = _affine_jit()
+  for i in range(3): f(_vec(i))
+  dropped = weakref.ref(get_buffer(f(_vec(5)).uop))  # the result (and its tensor) is gone after this line
+  out = f(_vec(7))
+  assert get_buffer(out.uop) is dropped(), "nothing held the last result: its buffer is written again, not a new one"
+  np.testing.assert_allclose(out.numpy(), np.full(16, 15.0))
+  for i in range(50): f(_vec(i))
+  assert len(f.captured.plan.pools[0]) <= 2
+
+def test_a_result_anything_still_sees_is_never_written():
+  import weakref
+  from tg_tensor.buffers import get_buffer
+  from tg_tensor.tensor import Tensor as T
+  f = _affine_jit()
+  for i in range(3): f(_vec(i))
+  x = _vec(0)
+  held = f(x)                              # the tensor itself
+  lazy = f(_vec(1)) * 10                   # a graph built on it, not run yet
+  buf = get_buffer(f(_vec(2)).uop)         # its Buffer
+  view = f(_vec(3)).reshape(4, 4)          # a view of it
+  out = f(_vec(4))
+  weak = weakref.ref(out.uop)              # a weak reference (as the gradient's remembered graphs hold them)
+  del out
+  for i in range(20): f(_vec(100 + i)); f(x)  # dropped results, new and repeated inputs: the pool turns over
+  np.testing.assert_allclose(held.numpy(), np.full(16, 1.0))
+  np.testing.assert_allclose(lazy.numpy(), np.full(16, 30.0))
+  np.testing.assert_allclose(np.frombuffer(buf.as_buffer(), np.float32), np.full(16, 5.0))
+  np.testing.assert_allclose(view.numpy(), np.full((4, 4), 7.0))
+  if (u := weak()) is not None: np.testing.assert_allclose(T._of(u, "CPU").numpy(), np.full(16, 9.0))  # (or it is gone: unseen)
+
+def test_feeding_results_back_ping_pongs_between_two_buffers():
+  f = _affine_jit()
+  x, ref = _vec(1), np.full(16, 1.0, np.float32)
+  for _ in range(4): x, ref = f(x), ref * 2 + 1
+  pool = f.captured.plan.pools[0]
+  entries = list(pool)
+  for _ in range(10): x, ref = f(x), ref * 2 + 1
+  np.testing.assert_allclose(x.numpy(), ref)
+  assert len(pool) == 2 and all(a is b for a, b in zip(pool, entries)), "x = f(x) reuses the buffer it dropped a call before"
+
+def test_the_same_input_tensor_updated_in_place_replays_on_its_new_values():
+  f = _affine_jit()
+  x = _vec(0).contiguous().realize()
+  for i in range(4):
+    x.assign(_vec(i)).realize()
+    np.testing.assert_allclose(f(x).numpy(), np.full(16, 2 * i + 1.0))
+
+def test_non_tensor_arguments_are_ignored_on_replay():
+  @TinyJit
+  def f(x, note): return x + 1
+  for i in range(4): np.testing.assert_allclose(f(_vec(i), f"call {i}").numpy(), np.full(16, i + 1.0))
+
+def test_a_call_that_raised_leaves_the_jit_working():
+  f = _affine_jit()
+  x = _vec(3)
+  for _ in range(3): f(x)
+  with pytest.raises(JitError, match="changed shape"): f(Tensor(np.zeros(8, np.float32)))
+  np.testing.assert_allclose(f(x).numpy(), np.full(16, 7.0))
+  np.testing.assert_allclose(f(_vec(4)).numpy(), np.full(16, 9.0))

@@ -76,3 +76,22 @@ def test_jit_without_a_graph_device_launches_kernels_one_by_one():
   for i in range(4): f(Tensor(np.full((4, 8), i, np.float32)))
   assert not any(isinstance(s, GraphBatch) for s in f.captured.batched)
   np.testing.assert_allclose(f(Tensor(np.ones((4, 8), np.float32))).numpy(), np.full(4, 17.0))
+
+def test_graph_replays_on_the_same_buffers_reuse_their_launches_and_never_write_a_held_result(cpu_graph):
+  @TinyJit
+  def f(x, y): return ((x * y + 1).exp() * 2).sum(1).contiguous() + 1, x - y
+  rng = np.random.default_rng(1)
+  a, b = rng.standard_normal((4, 8)).astype(np.float32), rng.standard_normal((4, 8)).astype(np.float32)
+  x, y = Tensor(a), Tensor(b)
+  for _ in range(3): f(x, y)
+  held, _ = f(x, y)  # kept: later calls must write elsewhere
+  for _ in range(4): f(x, y)  # results dropped, same inputs: the same buffers every call
+  s, d = f(x, y)
+  ref = (np.exp(a * b + 1) * 2).sum(1) + 1
+  for t in (held, s): np.testing.assert_allclose(t.numpy(), ref, rtol=1e-5)
+  np.testing.assert_allclose(d.numpy(), a - b)
+  calls = cpu_graph.built[0].calls  # [first replay (dropped), held, 4 dropped, s/d]
+  assert len(cpu_graph.built) == 1 and len(calls) == 7
+  assert calls[1] is calls[0], "the first replay's result was dropped: the held call wrote into its buffers, with its launches"
+  assert all(c is calls[2] for c in calls[3:]), "while `held` lives, the calls use other buffers, and keep reusing those"
+  assert [lc.bufs for lc in calls[2]] != [lc.bufs for lc in calls[1]]

@@ -1,9 +1,12 @@
 """Tensor-level BUFFER UOps and the device memory behind them.
 
 A BUFFER UOp is `UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), arg=(size, uid))`; its memory is a
-`tg_uop.runtime.buffer.Buffer`, kept exactly as long as the UOp lives (a weak-keyed table), so dropping the last Tensor frees it."""
+`tg_uop.runtime.buffer.Buffer`, kept exactly as long as the UOp lives, so dropping the last Tensor frees it. The Buffer sits in the
+UOp's own `__dict__` (where its cached properties live too) under `_BUF`: the UOp's death drops it with no weak-table callback, and
+a lookup is a dict read (a `WeakKeyDictionary` lookup builds a weak reference and compares through `UOp.__eq__`, in Python; the
+engine and every TinyJit replay look buffers up)."""
 from __future__ import annotations
-import itertools, weakref
+import itertools
 from tg_uop import device as _device_mod
 from tg_uop.dtype import DType, dtypes, from_np_name
 from tg_uop.ops import Ops
@@ -12,7 +15,7 @@ from tg_uop.uop import UOp
 
 _uid = itertools.count()
 assign_ids = itertools.count()  # every ASSIGN is distinct: the same update twice (x += 1 each step) must run twice
-_buffers: weakref.WeakKeyDictionary[UOp, object] = weakref.WeakKeyDictionary()
+_BUF = "_buffer"  # the key of a BUFFER UOp's Buffer in its __dict__
 
 def canonical_device(device: str | None) -> str:
   """The registry's canonical name for `device` (the default device when None)."""
@@ -27,14 +30,15 @@ def fresh_buffer(device: UOp, size: int, dtype: DType, allocate: bool = False) -
   """`new_buffer` on the DEVICE UOp of a canonical device, `size` already checked, and its Buffer (allocated now with `allocate`):
   what TinyJit's replay makes for each output on every call, so it skips the name parsing and checks."""
   u = UOp(Ops.BUFFER, dtype, (device,), (size, next(_uid)))
-  b = _buffers[u] = Buffer(device.arg, max(size, 1), dtype)
+  b = u.__dict__[_BUF] = Buffer(device.arg, max(size, 1), dtype)
   return u, (b.allocate() if allocate else b)
 
 def get_buffer(u: UOp):
   """The Buffer behind a BUFFER UOp (or a view of one: RESHAPE of a BUFFER)."""
   while u.op is Ops.RESHAPE: u = u.src[0]
   if u.op is not Ops.BUFFER: raise ValueError(f"{u.op.name} is not a realized buffer: realize it first")
-  return _buffers[u]
+  if (b := u.__dict__.get(_BUF)) is None: raise KeyError(f"{u.op.name} {u.arg} has no Buffer: it was not made by new_buffer")
+  return b
 
 def buffer_device(u: UOp) -> str: return u.src[0].arg
 

@@ -25,11 +25,19 @@ class GraphBatch:
     self.dev, self.steps, self.graph = dev, steps, None
     self.dims = [check_launch_dims(r.spec.global_size, r.spec.local_size) for r, _ in steps]
 
-  def __call__(self, bufs: list[list[Any]]) -> None:
-    """Launch the batch on this call's allocated Buffers: `bufs[i]` for the i-th kernel, in the order of its captured buffers."""
-    launches = [Launch(r.prg, tuple(b._buf for b in bs), gs, ls) for (r, _), bs, (gs, ls) in zip(self.steps, bufs, self.dims)]
+  def launches(self, bufs: list[list[Any]]) -> list[Launch]:
+    """The batch's launches on allocated Buffers `bufs` (`bufs[i]` for the i-th kernel, in the order of its captured buffers):
+    a replay whose buffers did not change since the last call keeps these and skips building them."""
+    return [Launch(r.prg, tuple(b._buf for b in bs), gs, ls) for (r, _), bs, (gs, ls) in zip(self.steps, bufs, self.dims)]
+
+  def replay(self, launches: list[Launch]) -> None:
+    """Run `launches` (from `launches()`) as the device graph, built on the first call."""
     if self.graph is None: self.graph = self.dev.graph(self.dev, launches)
     self.graph(launches)
+
+  def __call__(self, bufs: list[list[Any]]) -> None:
+    """Launch the batch on this call's allocated Buffers: `bufs[i]` for the i-th kernel, in the order of its captured buffers."""
+    self.replay(self.launches(bufs))
 
 def batch_steps(steps: list[tuple[Any, tuple[UOp, ...]]]) -> list[Any]:
   """`steps` with every run of at least GRAPH_MIN_KERNELS consecutive kernels on one graph-capable device replaced by a
