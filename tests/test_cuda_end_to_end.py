@@ -44,6 +44,21 @@ def test_tinyjit_replays_through_a_cuda_graph():
   batches = [s for s in f.captured.batched if isinstance(s, GraphBatch)]
   assert batches and all(isinstance(bt.graph, CUDAGraph) for bt in batches) and Device["CUDA"].graph is CUDAGraph
 
+@pytest.mark.gpu
+def test_jitted_launch_makes_its_context_current_again():
+  # a replay's launcher doesn't ask which context is current: with none current (as another library may leave the thread), its
+  # launch fails on the function's handle, it makes the device's context current and launches again
+  if (why := cuda_unusable("CUDA")) is not None: pytest.skip(f"CUDA is not usable here: {why}")
+  from tg_tensor.tensor import Tensor
+  from tg_tensor.jit import TinyJit
+  from tg_driver_nv.autogen import cuda
+  f = TinyJit(lambda x: (x * 2 + 1).realize())
+  for i in range(5):
+    x = np.arange(16, dtype=np.float32) + i
+    t = Tensor(x, device="CUDA")  # (its copy makes the context current)
+    cuda.cuCtxSetCurrent(None)
+    np.testing.assert_array_equal(f(t).numpy(), x * 2 + 1)
+
 def _tc_opts(kind: str):
   from tg_codegen.kernel import Opt, OptOps
   T = Opt(OptOps.TC, 0, 0)

@@ -46,7 +46,20 @@ def test_cuda_launcher_passes_each_launchs_device_pointers(cuda_launches):
   launch(c, a)  # other objects: other addresses
   dims = ((4, 2, 1), (32, 1, 1))
   assert cuda_launches.seen == [(*dims, [0x1000, 0x2000]), (*dims, [0x3000, 0x2000]), (*dims, [0x4000, 0x3000])]
-  assert prg.device.activations == 3, "the context is checked on every launch"
+  assert prg.device.activations == 0, "a launch that succeeds doesn't ask which context is current"
+
+def test_cuda_launcher_makes_its_context_current_when_another_is(cuda_launches, monkeypatch):
+  # with no context (or another library's) current, the launch fails on the function's handle: the launcher activates its device
+  # and launches again, once; a launch that fails for another reason is not retried
+  statuses = iter([cuda_device.cuda.CUDA_ERROR_INVALID_CONTEXT, 0, 700])
+  real = cuda_device.cuda.cuLaunchKernel
+  monkeypatch.setitem(vars(cuda_device.cuda), "cuLaunchKernel", lambda *a: (real(*a), next(statuses))[1])
+  prg = _cuda_program()
+  launch = prg.launcher((1,), (32,))
+  launch(ctypes.c_uint64(0x1000))
+  assert prg.device.activations == 1 and len(cuda_launches.seen) == 2
+  with pytest.raises(RuntimeError, match="CUDA_ERROR_FAKE"): launch(ctypes.c_uint64(0x1000))
+  assert prg.device.activations == 1 and len(cuda_launches.seen) == 3
 
 def test_cuda_launches_carry_the_kernels_dynamic_shared_memory(cuda_launches):
   # a kernel over 48 KB of shared memory launches with its size (read from the module at load): both launch paths pass it
