@@ -92,26 +92,29 @@ def test_tensor_core_matmul_matches_numpy(kind, dt):
   np.testing.assert_allclose(got, a @ b, rtol=1e-2, atol=1e-2)
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("trans_b", [False, True], ids=["b", "b.T"])
 @pytest.mark.parametrize("dt", ["float16", "bfloat16"])
-def test_tma_wgmma_matmul_matches_numpy(dt):
+def test_tma_wgmma_matmul_matches_numpy(dt, trans_b):
   # Hopper's heuristic tiles (TMA box copies into 4 stages on mbarriers, wgmma): a non-square matmul whose K takes 10 iterations
-  # (each stage's mbarrier goes through both phases, twice), then the same through Tensors with a fused bias + relu epilogue
+  # (each stage's mbarrier goes through both phases, twice), then the same through Tensors with a fused bias + relu epilogue;
+  # with b.T, B is K-major (x @ w.T, as nn.Linear multiplies)
   if (why := cuda_unusable("CUDA")) is not None: pytest.skip(f"CUDA is not usable here: {why}")
   from tg_uop.device import Device
   from tg_uop.dtype import dtypes
   from tg_tensor.tensor import Tensor
   if not getattr(Device["CUDA"].renderer, "tma", False): pytest.skip(f"{Device['CUDA'].renderer} has no TMA (needs an sm_90 GPU)")
   m, n, k = 256, 512, 640
-  ex = E.half_matmul(m, n, k, getattr(dtypes, dt))
+  ex = E.half_matmul(m, n, k, getattr(dtypes, dt), trans_b=trans_b)
   rng = np.random.default_rng(4)
   a, b = (rng.integers(-8, 8, (m, k)) / 8).astype(np.float32), (rng.integers(-8, 8, (k, n)) / 8).astype(np.float32)
   bits = lambda x: x.astype(np.float16) if dt == "float16" else (x.view(np.uint32) >> 16).astype(np.uint16)  # noqa: E731
-  out, spec = E.run_example(ex, "CUDA", [bits(a), bits(b)], None)
+  out, spec = E.run_example(ex, "CUDA", [bits(a), bits(np.ascontiguousarray(b.T) if trans_b else b)], None)
   got = out.astype(np.float32) if dt == "float16" else (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
   assert "cp.async.bulk.tensor.2d" in spec.src and "mbarrier.try_wait.parity" in spec.src and "wgmma.mma_async" in spec.src
   np.testing.assert_allclose(got, a @ b, rtol=1e-2, atol=1e-2)
   if dt == "float16":
     bias = (rng.integers(-8, 8, n) / 8).astype(np.float16)
-    ta, tb, tbias = (Tensor(x, device="CUDA") for x in (a.astype(np.float16), b.astype(np.float16), bias))
+    ta, tbias = Tensor(a.astype(np.float16), device="CUDA"), Tensor(bias, device="CUDA")
+    tb = Tensor(np.ascontiguousarray(b.T).astype(np.float16), device="CUDA").T if trans_b else Tensor(b.astype(np.float16), device="CUDA")
     res = (ta @ tb + tbias).relu().numpy()
     np.testing.assert_allclose(res.astype(np.float32), np.maximum(a @ b + bias.astype(np.float32), 0), rtol=1e-2, atol=1e-2)

@@ -79,22 +79,34 @@ def test_over_48kb_of_shared_memory_is_dynamic():
 
 # ---- TMA: the tiles copied by bulk tensor copies completing on mbarriers (Hopper's heuristic tiles)
 
-TMA_CASES = [((128, 128, 256), [T, U(1, 8), L(0, 4), R(2, 4)], dtypes.float16, "one warpgroup, 4 iterations in 8 stages"),
-             ((128, 256, 192), [T, U(1, 8), L(1, 2), L(0, 4), R(2, 4)], dtypes.bfloat16, "two warpgroups along N, two B boxes"),
-             ((256, 256, 640), [T, U(1, 8), L(1, 2), L(0, 4), U(0, 2), R(2, 4)], dtypes.float16, "two WGMMAs along M, 10 iterations")]
+TMA_CASES = [((128, 128, 256), [T, U(1, 8), L(0, 4), R(2, 4)], dtypes.float16, False, "one warpgroup, 4 iterations in 8 stages"),
+             ((128, 256, 192), [T, U(1, 8), L(1, 2), L(0, 4), R(2, 4)], dtypes.bfloat16, False, "two warpgroups along N, two B boxes"),
+             ((256, 256, 640), [T, U(1, 8), L(1, 2), L(0, 4), U(0, 2), R(2, 4)], dtypes.float16, False, "two WGMMAs along M, 10 iterations"),
+             ((128, 256, 192), [T, U(1, 8), L(1, 2), L(0, 4), R(2, 4)], dtypes.float16, True, "K-major B (x @ w.T), two warpgroups"),
+             ((256, 256, 320), [T, U(1, 8), L(1, 2), L(0, 4), U(0, 2), R(2, 4)], dtypes.bfloat16, True, "K-major B, two WGMMAs along M")]
 
-@pytest.mark.parametrize("shape,opts,dt,what", TMA_CASES, ids=[c[3] for c in TMA_CASES])
-def test_tma_wgmma_matmul_python(shape, opts, dt, what):
+@pytest.mark.parametrize("shape,opts,dt,trans_b,what", TMA_CASES, ids=[c[4] for c in TMA_CASES])
+def test_tma_wgmma_matmul_python(shape, opts, dt, trans_b, what):
   # PYTHON copies each box element by element into its 128-byte swizzled place, as the copy engine does; an mbarrier wait is a
-  # block-wide sync there, so a wrong stage, phase or box shows up as a wrong result
-  ex = half_matmul(*shape, dt)
+  # block-wide sync there, so a wrong stage, phase or box shows up as a wrong result; a K-major B is read like A (no transpose)
+  ex = half_matmul(*shape, dt, trans_b=trans_b)
   rng = np.random.default_rng(2)
   a, b = ((rng.integers(-8, 8, s) / 8).astype(np.float32) for s in ex.shapes[1:])
   bits = (lambda x: x.astype(np.float16)) if dt == dtypes.float16 else (lambda x: (x.view(np.uint32) >> 16).astype(np.uint16))
   out, spec = run_example(ex, "PYTHON", [bits(a), bits(b)], opts)
-  assert "'tma'" in spec.src and "mbar_wait" in spec.src, what
+  assert "'tma'" in spec.src and "mbar_wait" in spec.src and "WGMMA" in spec.src, what
   got = out.astype(np.float32) if dt == dtypes.float16 else (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-  np.testing.assert_allclose(got, a @ b, rtol=1e-2, atol=1e-2, err_msg=what)
+  np.testing.assert_allclose(got, a @ (b.T if trans_b else b), rtol=1e-2, atol=1e-2, err_msg=what)
+
+def test_k_major_b_takes_tma_wgmma_without_transpose():
+  # x @ w.T (w as nn.Linear keeps it, (out, in)): B's K runs along memory, so its tile is one box of BN rows of 64 K (the map's
+  # box 64 x 256) in A's layout, and the WGMMAs read it untransposed; without TMA that B can't be a wgmma operand (mma.sync then)
+  ex = half_matmul(512, 512, 512, trans_b=True)
+  ren = CUDARenderer("sm_90a")
+  src = get_program(ex.ast, ren, opts := hand_coded_optimizations(ex.ast, ren)).src
+  assert 'tg_tensor_maps[] = {2, 1, 6, 512, 512, 1024, 64, 128, 3, 2, 6, 512, 512, 1024, 64, 256, 3};' in src
+  assert ", p, 1, 1, 0, 0;" in src and ", p, 1, 1, 0, 1;" not in src
+  with Context(TC_TMA=0): assert "wgmma" not in get_program(ex.ast, ren, opts).src
 
 def test_tma_cuda_source_and_tensor_maps():
   # the heuristic's 512^3 kernel on sm_90a: A one 128-row box, B four 64-column boxes a stage (3 stages ahead, then one an

@@ -49,14 +49,16 @@ def matmul(m: int, n: int, k: int) -> ExampleKernel:
   return ExampleKernel(f"matmul_{m}_{n}_{k}", UOp.sink(c.index(i * n + j).store(acc).end(i, j)), [(m, n), (m, k), (k, n)],
                        lambda a, b: a @ b)
 
-def half_matmul(m: int, n: int, k: int, dt: DType = dtypes.float16) -> ExampleKernel:
+def half_matmul(m: int, n: int, k: int, dt: DType = dtypes.float16, trans_b: bool = False) -> ExampleKernel:
   """c[i, j] = half(sum_l float(a[i, l] * b[l, j])) in `dt` (float16), accumulated in float32: the kernel tg-tensor emits for a
-  float16 matmul, and the one the TC (tensor core) opt applies to."""
+  float16 matmul, and the one the TC (tensor core) opt applies to. With `trans_b`, b is given as (n, k) (`x @ w.T`, nn.Linear)."""
   c, a, b = _g(0, m * n, dt), _g(1, m * k, dt), _g(2, k * n, dt)
   i, j, r = UOp.range(m, 0), UOp.range(n, 1), UOp.range(k, 2)
-  acc = _reduce((a.index(i * k + r).load() * b.index(r * n + j).load()).cast(dtypes.float32), r)
-  return ExampleKernel(f"hmatmul_{m}_{n}_{k}", UOp.sink(c.index(i * n + j).store(acc.cast(dt)).end(i, j)), [(m, n), (m, k), (k, n)],
-                       lambda a, b: a.astype("float32") @ b.astype("float32"), dt)
+  acc = _reduce((a.index(i * k + r).load() * b.index(j * k + r if trans_b else r * n + j).load()).cast(dtypes.float32), r)
+  return ExampleKernel(f"hmatmul{'_bt' if trans_b else ''}_{m}_{n}_{k}", UOp.sink(c.index(i * n + j).store(acc.cast(dt)).end(i, j)),
+                       [(m, n), (m, k), (n, k) if trans_b else (k, n)],
+                       (lambda a, b: a.astype("float32") @ b.astype("float32").T) if trans_b else
+                       (lambda a, b: a.astype("float32") @ b.astype("float32")), dt)
 
 def conv2d(bs: int, cin: int, cout: int, h: int, w: int, kh: int, kw: int, dt: DType = dtypes.float32) -> ExampleKernel:
   """out[b, co, y, x] = sum_{ci, ky, kx} inp[b, ci, y+ky, x+kx] * wt[co, ci, ky, kx] (valid padding, stride 1); for float16 or

@@ -140,19 +140,20 @@ def wg_kstep(kmajor: bool, swizzle: bool, lbo: int, sbo: int) -> int:
   """Elements a descriptor's start moves for the next 16 along K."""
   return 16 if kmajor and swizzle else 2 * (sbo if swizzle else lbo)
 
-def wgmma_reference(wg: WarpGroupMMA, a: Any, b: Any, cs: list[tuple], a_layout: tuple, b_layout: tuple, ksteps: int = 1) -> list[tuple]:
+def wgmma_reference(wg: WarpGroupMMA, a: Any, b: Any, cs: list[tuple], a_layout: tuple, b_layout: tuple, ksteps: int = 1,
+                    b_kmajor: bool = False) -> list[tuple]:
   """`ksteps` of one warpgroup's wgmma back to back (K = 16*ksteps): `a(off)`/`b(off)` read shared memory at element offsets,
-  `a_layout`/`b_layout` = (start, swizzle, lbo, sbo) in elements (A K-major, B N-major); `cs[lane]` are the accumulators; returns
-  each lane's D."""
+  `a_layout`/`b_layout` = (start, swizzle, lbo, sbo) in elements (A K-major, B N-major or with `b_kmajor` K-major, its N as A's
+  M); `cs[lane]` are the accumulators; returns each lane's D."""
   from tg_uop.dtype import truncate_float
   m, n = wg.dims[0], wg.dims[1]
   (sa, swa, la, ska), (sb, swb, lb, skb) = a_layout, b_layout
   A, B = [[0.0] * (16 * ksteps) for _ in range(m)], [[0.0] * n for _ in range(16 * ksteps)]
   for s in range(ksteps):
-    a0, b0 = sa + s * wg_kstep(True, swa, la, ska), sb + s * wg_kstep(False, swb, lb, skb)
+    a0, b0 = sa + s * wg_kstep(True, swa, la, ska), sb + s * wg_kstep(b_kmajor, swb, lb, skb)
     for q in range(16):
       for r in range(m): A[r][16 * s + q] = float(a(wg_offset(True, swa, la, ska, r, q, a0)))
-      for c in range(n): B[16 * s + q][c] = float(b(wg_offset(False, swb, lb, skb, c, q, b0)))
+      for c in range(n): B[16 * s + q][c] = float(b(wg_offset(b_kmajor, swb, lb, skb, c, q, b0)))
   out = []
   for lane in range(wg.threads):
     res = []

@@ -249,7 +249,7 @@ class PythonProgram(Program):
     wg = WarpGroupMMA(arg[1][1], arg[2], arg[3])
     if len(reqs) % wg.threads:
       raise RuntimeError(f"PYTHON kernel {self.name!r}: WGMMA needs blocks of whole warpgroups (128 threads), got {len(reqs)}")
-    _, a_layout, b_layout, ksteps, _pipelined = arg[6]
+    _, a_layout, b_layout, ksteps, _pipelined, b_kmajor = arg[6]
     out: list[Any] = []
     for w in range(0, len(reqs), wg.threads):
       group = reqs[w:w + wg.threads]
@@ -258,7 +258,7 @@ class PythonProgram(Program):
         raise RuntimeError(f"PYTHON kernel {self.name!r}: the lanes of a warpgroup gave different WGMMA descriptors")
       (la, sa_, swa), (lb, sb_, swb) = a_layout, b_layout
       out += wgmma_reference(wg, lambda o: am.load(self.name, o, 1), lambda o: bm.load(self.name, o, 1), [q[3] for q in group],
-                             (ai, swa, la, sa_), (bi, swb, lb, sb_), ksteps)
+                             (ai, swa, la, sa_), (bi, swb, lb, sb_), ksteps, b_kmajor)
     return out
 
   def _ldmatrix(self, reqs: list[Any], arg: tuple, gid: tuple[int, ...]) -> list[Any]:

@@ -16,7 +16,7 @@ from tg_uop.helpers import prod
 from tg_codegen.kernel import KernelInfo, AxisType, reduce_identity
 from tg_codegen.lower.tensor_core import accumulate, apply_tc
 from tg_codegen.lower.stage import stage_operands
-from tg_codegen.lower.wgmma import wgmma_applies, apply_wgmma, link_refill
+from tg_codegen.lower.wgmma import wgmma_applies, apply_wgmma, after_reduces
 
 @dataclass(frozen=True)
 class Lowered:
@@ -343,7 +343,7 @@ def lower(ast: UOp, info: KernelInfo, ren) -> Lowered:
   sink = expand(sink, info)
   sink, gs, ls = map_grid(sink, info, ren)
   sink = lower_reduces(sink)
-  if plan is not None: sink = link_refill(sink)
+  if plan is not None: sink = after_reduces(sink)
   smem = sum(u.dtype.size * u.dtype.base.itemsize for u in sink.toposort() if u.op is Ops.DEFINE_LOCAL)
   # (a wgmma pipeline sizes its stages to the dynamic shared memory; everything else stays within the static limit)
   limit = getattr(ren, "shared_max_dynamic", None) if plan is not None else None

@@ -8,11 +8,13 @@ shared stores. Each iteration of the K loop is then one WGMMA per remaining M up
 back to back on one accumulator (N/2 floats a lane). The stores take the wgmma result layout. Where S >= 3 sets of tiles fit in
 shared memory the copies are cp.async S-2 iterations ahead and the WGMMAs asynchronous: BARRIER after waiting for all but the last
 WGMMA group, copies for i+S-2, wait for i's copies + proxy fence + BARRIER, WGMMAs of i (committed, not waited for; the renderer
-keeps the accumulators in place and waits for them after the loop). Otherwise: BARRIER, copies, proxy fence + BARRIER, WGMMAs
+keeps the accumulators in place and waits for them at the iteration's end). Where both tiles are boxes of their buffers' rows, TMA
+copies them instead (`_tma_pipeline`: thread 0, mbarriers, 3 stages ahead). Otherwise: BARRIER, copies, proxy fence + BARRIER, WGMMAs
 waited for.
 
-Needs: a float16/bfloat16 tensor core, both operands plain loads whose K (A) and N (B) run along memory 16-byte aligned, and the
-tiles within the renderer's shared memory; otherwise the TC opt lowers to mma.sync (`tensor_core.apply_tc`)."""
+Needs: a float16/bfloat16 tensor core, both operands plain loads whose K (A) and N (B) run along memory 16-byte aligned (or B's K,
+then it is K-major like A, which only the TMA pipeline copies), and the tiles within the renderer's shared memory; otherwise the TC
+opt lowers to mma.sync (`tensor_core.apply_tc`)."""
 from __future__ import annotations
 from typing import Any
 from tg_uop.dtype import dtypes
@@ -79,8 +81,11 @@ class _Plan:
       if not used <= {r.rng for r in own}: self.why = "an operand uses the other operand's axes"; return
     ia, ib = a.src[0].src[1], b.src[0].src[1]
     rng_a, rng_b = [u for u in ia.toposort() if u.op is Ops.RANGE], [u for u in ib.toposort() if u.op is Ops.RANGE]
-    if range_stride(ia, k, rng_a) != 1 or range_stride(ib, n, rng_b) != 1: self.why = "A's K or B's N doesn't run along memory"; return
-    for idx, runs in ((ia, [k]), (ib, [n])):
+    # B comes N-major (N along memory) or, where only K runs along its memory (x @ w.T), K-major like A: that one only by TMA
+    self.b_kmajor = range_stride(ib, n, rng_b) != 1 and range_stride(ib, k, rng_b) == 1
+    if range_stride(ia, k, rng_a) != 1 or (range_stride(ib, n, rng_b) != 1 and not self.b_kmajor):
+      self.why = "A's K or B's N (or K) doesn't run along memory"; return
+    for idx, runs in ((ia, [k]), (ib, [k if self.b_kmajor else n])):
       if idx.substitute({r: r.const_like(0) for r in runs}).simplify().const_factor() % 8: self.why = "rows not 16-byte aligned"; return
     self.bm, self.bn, self.bk = (prod(x.size for x in r) for r in (self.mrole, self.nrole, self.krole))
     self.threads = 32 * prod(r.src[0].arg for r in self.locals)
@@ -97,15 +102,21 @@ class _Plan:
     self.swizzle = self.bk == 64 and self.wg.n % 64 == 0
     self.a_layout = (8, 512, True) if self.swizzle else (64, 8 * self.bk, False)
     self.b_layout = (512, 8 * self.bn, True) if self.swizzle else (8 * self.bn, 64, False)
+    if self.b_kmajor: self.b_layout = self.a_layout  # its N rows as A's M rows
     self.tma = getattr(ren, "tma", False) and TC_TMA.value and self.swizzle and len(self.loops) == 1 and self._tma_rows()
-    # TMA writes B's 64-column atoms one after the other, each all BK rows: atoms BK*64 elements apart, 8-row groups 512
-    if self.tma: self.b_layout = (64 * self.bk, 512, True)
+    # TMA writes an N-major B's 64-column atoms one after the other, each all BK rows: atoms BK*64 elements apart, 8-row groups 512
+    if self.tma and not self.b_kmajor: self.b_layout = (64 * self.bk, 512, True)
+    if self.b_kmajor and not (self.tma and getattr(ren, "async_copy", False) and (self.smem_budget - 1024) // self.smem_bytes >= 3):
+      self.why = "a K-major B needs the TMA pipeline"; return
 
   def _tma_rows(self) -> bool:
-    """Whether both tiles are boxes of a 2-D view of their buffers (rows of `rs` elements; A: BM rows of BK, B: BK rows of BN)
+    """Whether both tiles are boxes of a 2-D view of their buffers (rows of `rs` elements; A: BM rows of BK, B: BK rows of BN, or
+    BN rows of BK where it is K-major)
     that TMA can copy: every tile digit a whole number of rows or columns, rows 16-byte aligned, tiles starting on 64-column
     boundaries (so a box never wraps a row). Sets `a_rows`/`b_rows` = (row stride, rows in the buffer)."""
-    for x, rows, cols, name in ((self.a, self.mrole, self.krole, "a_rows"), (self.b, self.krole, self.nrole, "b_rows")):
+    b = (self.b, self.nrole, self.krole, "b_rows") if self.b_kmajor else (self.b, self.krole, self.nrole, "b_rows")
+    for x, rows, cols, name in ((self.a, self.mrole, self.krole, "a_rows"), b):
+      if prod(r.size for r in rows) > 256: return False  # a box has at most 256 rows
       idx = x.src[0].src[1]
       rngs = [u for u in idx.toposort() if u.op is Ops.RANGE]
       rs = range_stride(idx, rows[-1].rng, rngs)  # the innermost row digit: the tensor core's M (A) or K (B)
@@ -195,10 +206,10 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
   n0 = _value(p.nrole, {p.n: p.n.const_like(0), **{x.rng: x.rng.const_like(0) for x in p.nups}})
   nc = p.wg.n // 2
   out_dt = dtypes.float32.vec(nc)
-  # pipelined, a WGMMA is only committed (the next iteration's first barrier waits for it, the loop's end for the last one)
-  arg = (p.wg.name, p.wg.dims, dt, dtypes.float32, ren.device, p.wg.threads, ("wgmma", p.a_layout, p.b_layout, ksteps, pipe))
+  # pipelined, a WGMMA is only committed (the renderer waits for it at the end of the iteration)
+  arg = (p.wg.name, p.wg.dims, dt, dtypes.float32, ren.device, p.wg.threads, ("wgmma", p.a_layout, p.b_layout, ksteps, pipe, p.b_kmajor))
   w = UOp(Ops.WMMA, out_dt, (sa.index(wg_offset(True, p.swizzle, *p.a_layout[:2], m0, k0) + cur[sa]),
-                             sb.index(wg_offset(False, p.swizzle, *p.b_layout[:2], n0, k0) + cur[sb]),
+                             sb.index(wg_offset(p.b_kmajor, p.swizzle, *p.b_layout[:2], n0, k0) + cur[sb]),
                              UOp.const(out_dt, 0.0), ready), arg)
   rest = tuple(r for r in p.red.src[1:] if r is not p.k and r not in {x.rng for x in p.krole})
   res = UOp(Ops.REDUCE, out_dt, (w, *rest), Ops.ADD) if rest else w
@@ -250,27 +261,38 @@ def _tma_pipeline(p: _Plan, sa: UOp, sb: UOp, bar_id: int, nbuf: int, tid: UOp, 
     # stage's mbarrier expects (the first copy of a stage arrives on it for the whole stage; 0: no arrival))
     ca = UOp(Ops.STORE, dtypes.void, (sa.index(st * asz, gate=gate), UOp(Ops.LOAD, p.a.dtype, (p.a.src[0].src[0].index(ga, gate=gate),
              UOp.const(p.a.dtype, 0)), "tma"), bar.index(st), *after), ("tma", rsa, rowsa, p.bm, 1, 0, stage_bytes))
+    bbox = ("tma", rsb, rowsb, p.bn, 1, 0, 0) if p.b_kmajor else ("tma", rsb, rowsb, p.bk, p.bn // 64, 64 * p.bk, 0)
     return UOp(Ops.STORE, dtypes.void, (sb.index(st * bsz, gate=gate), UOp(Ops.LOAD, p.b.dtype, (p.b.src[0].src[0].index(gb, gate=gate),
-               UOp.const(p.b.dtype, 0)), "tma"), bar.index(st), ca), ("tma", rsb, rowsb, p.bk, p.bn // 64, 64 * p.bk, 0))
+               UOp.const(p.b.dtype, 0)), "tma"), bar.index(st), ca), bbox)
   pro = (init,)
   for d in range(ahead):  # the prologue: iterations 0 .. D-1
     gate = first if n.op is Ops.CONST and d < n.arg else first & (loop.const_like(d) < n)
     pro = (copies(loop.const_like(d), gate, pro),)
   ready = UOp(Ops.BARRIER, dtypes.void, (bar.index(loop % nbuf), (loop // nbuf) % 2, loop, *pro), ("mbar_wait",))
-  # the refill's wait follows the iteration's WGMMAs: a placeholder until they exist in their final form (`link_refill`)
+  # the refill's wait follows the iteration's WGMMAs: a placeholder until they exist in their final form (`after_reduces`)
   after = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.NOOP, dtypes.void, (), _WGMMA_DONE),), "wgmma_wait1")
   refill = UOp(Ops.END, dtypes.void, (copies(loop + ahead, first & ((loop + ahead) < n), (after,)), loop))
   return ready, {sa: (loop % nbuf) * asz, sb: (loop % nbuf) * bsz}, refill
 
 _WGMMA_DONE = "the iteration's WGMMAs"
 
-def link_refill(sink: UOp) -> UOp:
-  """`sink` (reductions lowered) with the TMA refill's wait following the kernel's WGMMAs (see `_tma_pipeline`)."""
-  marks = [u for u in sink.toposort() if u.op is Ops.BARRIER and len(u.src) == 1 and u.src[0].op is Ops.NOOP and u.src[0].arg == _WGMMA_DONE]
-  if not marks: return sink
-  ws = tuple(u for u in sink.toposort() if u.op is Ops.WMMA and str(u.arg[0]).startswith("WGMMA"))
+def after_reduces(sink: UOp) -> UOp:
+  """`sink` of a wgmma kernel with its reductions lowered: the TMA refill's wait follows the kernel's WGMMAs (see
+  `_tma_pipeline`), and the epilogue's other global loads (a bias, a residual) follow the K loop, so they don't hold registers
+  through it (the accumulators take 128 a thread: with a bias read before the loop a 128x256 kernel needed all 255)."""
+  topo = list(sink.toposort())
+  ws = tuple(u for u in topo if u.op is Ops.WMMA and str(u.arg[0]).startswith("WGMMA"))
+  marks = [u for u in topo if u.op is Ops.BARRIER and len(u.src) == 1 and u.src[0].op is Ops.NOOP and u.src[0].arg == _WGMMA_DONE]
   # each WGMMA UOp is one commit group: waiting for all but this iteration's leaves the previous iteration's done
-  return sink.substitute({m: UOp(Ops.BARRIER, dtypes.void, ws, f"wgmma_wait{len(ws)}") for m in marks})
+  if marks: sink = sink.substitute({m: UOp(Ops.BARRIER, dtypes.void, ws, f"wgmma_wait{len(ws)}") for m in marks})
+  loops = {r for w in ws for r in w.toposort() if r.op is Ops.RANGE}  # (the grid is SPECIALs by now: these are the K loops)
+  topo = list(sink.toposort())
+  ends = tuple(u for u in topo if u.op is Ops.END and any(r in loops for r in u.src))
+  if not ends: return sink
+  inside = set().union(*(e.toposort() for e in ends))
+  late = {u: UOp(Ops.LOAD, u.dtype, (*u.src, *ends), u.arg) for u in topo if u.op is Ops.LOAD and u not in inside and u.arg is None
+          and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL}
+  return sink.substitute(late) if late else sink
 
 def _pair(v: UOp, xs: list[UOp], n: UOp) -> list[UOp]:
   """A lane's stores `xs` of `v` for two adjacent columns of the tensor core's N: one 2-wide STORE where `v` is a plain store
