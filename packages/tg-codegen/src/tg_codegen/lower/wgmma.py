@@ -239,12 +239,12 @@ def apply_wgmma(sink: UOp, info: KernelInfo, p: _Plan, ren) -> UOp:
              ((refill,) if refill is not None else ()), out.arg)
 
 def _tma_pipeline(p: _Plan, sa: UOp, sb: UOp, bar_id: int, nbuf: int, tid: UOp, asz: int, bsz: int) -> tuple[UOp, dict, Any]:
-  """The S-stage pipeline with TMA: thread 0 copies each iteration's tiles with bulk tensor copies (A one box of BM rows x 64,
-  B one box of BK rows x 64 per 64 columns, both 128-byte swizzled by the copy engine) that complete on the stage's mbarrier;
-  every thread waits on that mbarrier instead of a block-wide sync. Iteration i: everyone waits for stage i%S (phase (i//S)%2),
-  issues i's WGMMAs, waits for all but the newest WGMMA group (i-1's are done) and syncs: stage (i-1)%S is free, and thread 0
-  starts the copies of i+S-1 into it, while i's WGMMAs run. Returns the UOp the WGMMAs follow, the tiles' offsets of the current
-  stage, and the function that makes the refill after the WGMMA UOp it is given."""
+  """The S-stage pipeline with TMA: thread 0 copies each iteration's tiles with bulk tensor copies (A one box of BM rows x 64;
+  B one box of BK rows x 64 per 64 columns, or where K-major one box of BN rows x 64; all 128-byte swizzled by the copy engine)
+  that complete on the stage's mbarrier; every thread waits on that mbarrier instead of a block-wide sync. Iteration i: everyone
+  waits for stage i%S (phase (i//S)%2), issues i's WGMMAs, waits for all but i's WGMMA groups (i-1's are done) and syncs: stage
+  (i-1)%S is free, and thread 0 starts the copies of i+S-1 into it, while i's WGMMAs run. Returns the UOp the WGMMAs follow, the
+  tiles' offsets of the current stage, and the refill (an END of the loop for the SINK; its wait is linked by `after_reduces`)."""
   loop, ahead, n = p.loops[0], nbuf - 1, p.loops[0].src[0]
   bar = UOp(Ops.DEFINE_LOCAL, dtypes.uint64.ptr(nbuf, "local"), (), bar_id)
   first = tid.eq(0)
